@@ -1,0 +1,100 @@
+"""Checkpoints: the state dict plus the resolved config, written atomically, loaded safely.
+
+A checkpoint is a dict {"format": FORMAT, "config": Config.to_dict(), "model": state_dict, ...}
+loaded with `torch.load(weights_only=True)`: no pickled code ever runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import Config, config_from_dict
+
+FORMAT = "fusanet-checkpoint-v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file and the problem."""
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, cfg: Config, half: bool = False, **extra: Any) -> Path:
+    """Write model weights and config atomically (temp file + rename): a crash never leaves a
+    truncated checkpoint under the final name. `half` stores floating weights as fp16.
+    `extra` holds plain data (optimiser state, epoch, ...) for resuming."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    payload = {"format": FORMAT, "config": cfg.to_dict(), "model": state, **extra}
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Config]:
+    """Load and validate a checkpoint file -> (payload, config). Raises CheckpointError or
+    FileNotFoundError with one clear line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated zip, foreign pickle, random bytes: all end here
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupt, truncated or not a safe torch file ({reason[:160]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"checkpoint {path} is not a FuSaNet checkpoint (format {found!r}, expected {FORMAT!r})")
+    try:
+        cfg = config_from_dict(payload["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path} has an invalid config: {err}") from None
+    if not isinstance(payload.get("model"), dict):
+        raise CheckpointError(f"checkpoint {path} has no model weights")
+    return payload, cfg
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path = "checkpoint") -> None:
+    """Strict load that names missing, unexpected and mis-shaped keys instead of a long trace."""
+    target = _unwrap(model).state_dict()
+    missing = sorted(set(target) - set(state))
+    unexpected = sorted(set(state) - set(target))
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in target.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        parts = [f"missing keys {_few(missing)}" if missing else "", f"unexpected keys {_few(unexpected)}" if unexpected else ""]
+        parts.append(f"shape mismatch {_few(shapes)}" if shapes else "")
+        raise CheckpointError(f"{source} does not match the model: " + "; ".join(p for p in parts if p))
+    dtype_state = {k: v.to(target[k].dtype) for k, v in state.items()}
+    _unwrap(model).load_state_dict(dtype_state, strict=True)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Config]:
+    """Rebuild the model a checkpoint describes and load its weights (eval mode)."""
+    from .model import build_model  # late: model imports config only, keep this module light
+
+    payload, cfg = read_checkpoint(path)
+    model = build_model(cfg)
+    load_weights(model, payload["model"], path)
+    return model.to(device).eval(), cfg
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model  # DistributedDataParallel
+
+
+def _few(items: list[str], limit: int = 3) -> str:
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more

@@ -1,0 +1,233 @@
+"""Typed configuration: dataclasses loaded from YAML that reject unknown keys.
+
+One `Config` holds everything a run needs; its resolved form (`to_dict`) is saved in every
+checkpoint so that a checkpoint rebuilds its own model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ModelConfig:
+    """Network shape. Channel widths are not published; see docs/architecture.md."""
+
+    stem_channels: int = 32
+    block_channels: tuple[int, ...] = (40, 80, 112, 144, 176)  # five Fusion-Blocks, fine->coarse
+    decoder_channels: tuple[int, ...] = (32, 48, 80, 104, 120)
+    saliency_channels: int = 16  # per branch of the multi-scale feature extraction
+    fkaconv_neighbors: int = 16
+    fkaconv_kernel: int = 16
+    use_saliency: bool = True  # False: the "w/o Saliency-Net" ablation (one Fusion-Net pass)
+    use_confidence: bool = True  # False: the "w/o confidence predictor" ablation
+    max_salient_points: int = 200
+    max_depth: float = 10.0  # metres; the depth head is max_depth * sigmoid(.)
+    min_depth: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.block_channels = tuple(self.block_channels)
+        self.decoder_channels = tuple(self.decoder_channels)
+        if len(self.block_channels) != 5 or len(self.decoder_channels) != 5:
+            raise ValueError("model.block_channels and model.decoder_channels need 5 entries each")
+        if not 0 < self.min_depth < self.max_depth:
+            raise ValueError(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
+        if self.max_salient_points < 1 or self.fkaconv_neighbors < 1:
+            raise ValueError("max_salient_points and fkaconv_neighbors must be >= 1")
+
+
+@dataclass
+class PointsConfig:
+    """Guiding points (SIFT keypoints on valid ground-truth depth)."""
+
+    max_points: int = 200
+    zero_points_prob: float = 0.2  # share of training iterations with no points ("FuSaNet3")
+    sift_contrast_threshold: float = 0.02
+
+
+@dataclass
+class InferenceConfig:
+    """How the Predictor feeds images to the network."""
+
+    input_size: tuple[int, int] = (240, 320)  # (height, width) the network runs at
+    fp16: bool = False  # half precision on CUDA only
+
+    def __post_init__(self) -> None:
+        self.input_size = tuple(int(v) for v in self.input_size)
+        if len(self.input_size) != 2 or min(self.input_size) < 32:
+            raise ValueError(f"inference.input_size must be [height, width] >= 32, got {self.input_size}")
+
+
+@dataclass
+class LossConfig:
+    """Weights of Eq. 4-5 (paper defaults, NYU setting)."""
+
+    scale_weights: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.125)  # gamma, fine -> coarse
+    beta: float = 1.0  # L_DC
+    phi: float = 5.0  # L_S (20 for KITTI)
+    lam: float = 0.01  # L_H
+    mu: float = 1.0  # L_grad
+    theta: float = 1.0  # L_norm
+    psi: float = 1.0  # confidence term
+    hessian_sigma: float = 1.0
+    log_and_sparse_only: bool = False  # KITTI: L_log + L_S only
+    pass1_weight: float = 0.5  # weight of the first Fusion-Net pass (paper silent)
+
+    def __post_init__(self) -> None:
+        self.scale_weights = tuple(float(v) for v in self.scale_weights)
+
+
+@dataclass
+class DataConfig:
+    """Training / validation data."""
+
+    kind: str = "manifest"  # manifest | nyu | kitti | bag
+    train: list[str] = field(default_factory=list)
+    val: list[str] = field(default_factory=list)
+    image_size: tuple[int, int] = (240, 320)
+    max_depth: float = 10.0
+    augment: bool = True
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        self.image_size = tuple(int(v) for v in self.image_size)
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser and schedule (paper section 4.2)."""
+
+    epochs: int = 150
+    batch_size: int = 32
+    lr: float = 7e-4
+    lr_decay_start: int = 10
+    lr_decay_every: int = 5
+    lr_decay: float = 0.95
+    grad_clip: float = 1.0
+    max_steps: int = 0  # 0 = no limit
+    max_bad_steps: int = 20  # consecutive non-finite losses before giving up
+    out_dir: str = "runs/default"
+    seed: int = 0
+    amp: bool = True  # mixed precision on CUDA
+
+
+@dataclass
+class Config:
+    preset: str = "paper"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    points: PointsConfig = field(default_factory=PointsConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+# Presets differ only in the model section. "paper" lands at ~8.1M parameters (see BENCHMARKS.md).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "small": {
+        "stem_channels": 16,
+        "block_channels": (24, 32, 48, 64, 96),
+        "decoder_channels": (16, 24, 32, 48, 64),
+        "saliency_channels": 8,
+    },
+    "tiny": {  # for unit tests only
+        "stem_channels": 8,
+        "block_channels": (8, 8, 16, 16, 16),
+        "decoder_channels": (8, 8, 8, 16, 16),
+        "saliency_channels": 4,
+        "fkaconv_kernel": 8,
+        "fkaconv_neighbors": 8,
+        "max_salient_points": 32,
+    },
+}
+
+
+def preset_config(name: str) -> Config:
+    """Config with the model section of a named preset."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return Config(preset=name, model=ModelConfig(**PRESETS[name]))
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build a Config from plain data; a `preset` key supplies model defaults."""
+    if not isinstance(data, dict):
+        raise ValueError(f"config must be a mapping, got {type(data).__name__}")
+    data = dict(data)
+    preset = data.get("preset", "paper")
+    base = preset_config(preset).to_dict()
+    model = {**base["model"], **(data.pop("model", None) or {})}
+    return _build(Config, {**data, "model": model}, "config")
+
+
+def load_config(path: str | Path) -> Config:
+    """Load a YAML config file; unknown keys raise ValueError naming the key and file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"config {path} is not valid YAML: {err}") from None
+    try:
+        return config_from_dict(data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"config {path}: {err}") from None
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, f"{where}.{key}")
+        else:
+            kwargs[key] = _coerce(hint, value, f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """Check a scalar/sequence against its annotation; ints are accepted for floats."""
+    origin = typing.get_origin(hint)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where} must be a list, got {value!r}")
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis} or {Any}
+        return origin(_coerce(item, v, where) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is bool and not isinstance(value, bool):
+        raise ValueError(f"{where} must be true/false, got {value!r}")
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is float and not numeric or hint is int and not (numeric and isinstance(value, int)):
+        raise ValueError(f"{where} must be a number ({hint.__name__}), got {value!r}")
+    if hint is str and not isinstance(value, str):
+        raise ValueError(f"{where} must be a string, got {value!r}")
+    return float(value) if hint is float else value
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists so that YAML and torch's weights_only loader accept the dict."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
