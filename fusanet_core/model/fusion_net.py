@@ -74,7 +74,7 @@ class FeatureFusionEncoder(nn.Module):
         super().__init__()
         self.entry = conv_bn_relu(c_in, c_out, stride=2)
         self.branch_full = conv_bn_relu(c_out, c_out)
-        self.branch_half = nn.Sequential(nn.AvgPool2d(2), conv_bn_relu(c_out, c_out))
+        self.branch_half = nn.Sequential(nn.AvgPool2d(2, ceil_mode=True), conv_bn_relu(c_out, c_out))
         self.nconv = NConv2d(c_in, c_out, 3)
         self.point_conv = FKAConv(c_out, c_out, cfg.fkaconv_kernel, cfg.fkaconv_neighbors)
         self.fuse = conv_bn_relu(c_out, c_out)

@@ -1,0 +1,59 @@
+"""Predictor: any image size in, input-size metric depth out; bad input named."""
+
+import numpy as np
+import pytest
+
+from fusanet_core import Predictor, build_model, preset_config
+from fusanet_core.predictor import as_intrinsics, resolve_device
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    cfg = preset_config("tiny")
+    cfg.inference.input_size = (64, 96)
+    return Predictor(build_model(cfg), cfg, device="cpu")
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (375, 1242), (31, 45)])
+def test_outputs_at_input_size(predictor, shape):
+    rgb = np.random.default_rng(0).integers(0, 255, (*shape, 3), dtype=np.uint8)
+    out = predictor.predict(rgb, intrinsics=(500.0, 500.0, shape[1] / 2, shape[0] / 2))
+    assert out["depth"].shape == shape and out["depth"].dtype == np.float32
+    assert out["confidence"].shape == shape and 0 <= out["confidence"].min() and out["confidence"].max() <= 1
+    assert np.isfinite(out["depth"]).all()
+    sal = out["salient_points"]
+    assert sal.shape[1] == 3 and (sal[:, 0] < shape[1]).all() and (sal[:, 1] < shape[0]).all()
+
+
+def test_points_are_checked_and_used(predictor, sample_frame):
+    rgb = sample_frame["rgb"]
+    pts = np.array([[100, 120, 2.0], [np.nan, 5, 1.0], [10, 10, -1.0], [5000, 10, 1.0], [300, 200, 1.2]])
+    with_pts = predictor.predict(rgb, sample_frame["intrinsics"], pts)
+    without = predictor.predict(rgb, sample_frame["intrinsics"])
+    assert with_pts["points_used"] == 2
+    assert not np.allclose(with_pts["depth"], without["depth"])
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros((10, 10, 3), np.float32), "uint8"),
+        (np.zeros((10, 10), np.uint8), "HxWx3"),
+        (np.zeros((0, 10, 3), np.uint8), "HxWx3"),
+        ([[1, 2, 3]], "uint8"),
+    ],
+)
+def test_bad_images_are_named(predictor, bad, match):
+    with pytest.raises(ValueError, match=match):
+        predictor.predict(bad)
+
+
+def test_bad_intrinsics_and_devices():
+    with pytest.raises(ValueError, match="fx, fy > 0"):
+        as_intrinsics((0.0, 500.0, 320.0, 240.0))
+    with pytest.raises(ValueError, match="fx, fy > 0"):
+        as_intrinsics((np.nan, 500.0, 320.0, 240.0))
+    assert np.allclose(as_intrinsics(np.array([[5, 0, 1], [0, 6, 2], [0, 0, 1]])), [5, 6, 1, 2])
+    with pytest.raises(ValueError, match="device"):
+        resolve_device("tpu")
+    assert resolve_device("cpu").type == "cpu"
