@@ -20,10 +20,10 @@ import yaml
 class ModelConfig:
     """Network shape. Channel widths are not published; see docs/architecture.md."""
 
-    stem_channels: int = 32
-    block_channels: tuple[int, ...] = (40, 80, 112, 144, 176)  # five Fusion-Blocks, fine->coarse
-    decoder_channels: tuple[int, ...] = (32, 48, 80, 104, 120)
-    saliency_channels: int = 16  # per branch of the multi-scale feature extraction
+    stem_channels: int = 16  # full resolution: kept narrow, it dominates the compute
+    block_channels: tuple[int, ...] = (32, 80, 112, 144, 176)  # five Fusion-Blocks, fine->coarse
+    decoder_channels: tuple[int, ...] = (16, 40, 80, 104, 128)
+    saliency_channels: int = 8  # per convolution of the multi-scale feature extraction
     fkaconv_neighbors: int = 16
     fkaconv_kernel: int = 16
     use_saliency: bool = True  # False: the "w/o Saliency-Net" ablation (one Fusion-Net pass)
@@ -88,16 +88,43 @@ class LossConfig:
 class DataConfig:
     """Training / validation data."""
 
-    kind: str = "manifest"  # manifest | nyu | kitti | bag
+    kind: str = "manifest"  # manifest | nyu | kitti | bag (list files: nyu or kitti units)
+    # Entries: a manifest.csv (or its folder), a list file (.txt) or a bag, each optionally with
+    # a row range "path[start:stop]"; relative paths resolve against the config file's folder,
+    # else the current directory (docs/training.md). Validation is reported per entry.
     train: list[str] = field(default_factory=list)
     val: list[str] = field(default_factory=list)
-    image_size: tuple[int, int] = (240, 320)
-    max_depth: float = 10.0
+    image_size: tuple[int, int] = (240, 320)  # (height, width) frames are resized to
+    crop_size: tuple[int, ...] = ()  # optional (height, width) crop after the resize
+    max_depth: float = 10.0  # ground truth beyond is invalid; also the validation cap
+    min_depth: float = 1e-3  # validation cap (NYU-style)
     augment: bool = True
+    rotation_deg: float = 5.0
+    flip_prob: float = 0.5
+    drop_prob: float = 0.5  # rectangular window dropping (RGB only)
+    jitter: float = 0.2  # colour jitter strength (RGB only)
     num_workers: int = 0
+    cache_mb: float = 2048.0  # in-memory cache of resized frames per data set (0 = off)
+    data_root: str = ""  # list files: folder the RGB paths are relative to (default: list's folder)
+    gt_root: str = ""  # list files: folder the depth paths are relative to (default: data_root)
+    bag_rgb_topic: str = ""  # bags: "" = auto-detect
+    bag_depth_topic: str = ""
+    bag_info_topic: str = ""  # CameraInfo of the colour camera
+    bag_slop_s: float = 0.05  # RGB/depth pairing tolerance on header stamps
+    bag_depth_scale: float = 0.001  # metres per unit of 16UC1/mono16 depth
+    bag_assume_registered: bool = False  # accept depth whose camera differs from the colour one
 
     def __post_init__(self) -> None:
         self.image_size = tuple(int(v) for v in self.image_size)
+        self.crop_size = tuple(int(v) for v in self.crop_size)
+        if len(self.image_size) != 2 or min(self.image_size) < 16:
+            raise ValueError(f"data.image_size must be [height, width] >= 16, got {list(self.image_size)}")
+        if self.crop_size and len(self.crop_size) != 2:
+            raise ValueError(f"data.crop_size must be [] or [height, width], got {list(self.crop_size)}")
+        if self.kind not in ("manifest", "nyu", "kitti", "bag"):
+            raise ValueError(f"data.kind must be manifest, nyu, kitti or bag, got {self.kind!r}")
+        if not 0 < self.min_depth < self.max_depth:
+            raise ValueError(f"need 0 < data.min_depth < data.max_depth, got {self.min_depth}, {self.max_depth}")
 
 
 @dataclass
@@ -116,6 +143,18 @@ class TrainConfig:
     out_dir: str = "runs/default"
     seed: int = 0
     amp: bool = True  # mixed precision on CUDA
+    checkpoint_every_min: float = 10.0  # also write last.pt every N minutes (0 = off)
+    checkpoint_every_steps: int = 0  # also write last.pt every N steps (0 = off)
+    log_every: int = 10  # steps between train lines in metrics.jsonl
+    val_every: int = 1  # epochs between validations
+    val_batch_size: int = 0  # 0 = batch_size
+    device: str = "auto"  # auto | cpu | cuda[:N]
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"train.epochs and train.batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if self.lr_decay_every < 1:
+            raise ValueError(f"train.lr_decay_every must be >= 1, got {self.lr_decay_every}")
 
 
 @dataclass

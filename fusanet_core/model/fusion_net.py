@@ -53,7 +53,7 @@ class Stem(nn.Module):
         self.fuse = conv_bn_relu(channels + half, channels)
         # The attention volume must also come from the image: with zero input points the nConv
         # confidence is 0 everywhere, yet the paper's confidence predictor works without points.
-        self.attention = nn.Conv2d(channels + 2 * half, channels, 3, padding=1) if use_confidence else None
+        self.attention = nn.Conv2d(channels + 2 * half, channels, 1) if use_confidence else None
 
     def forward(self, rgb: Tensor, sparse: Tensor, mask: Tensor) -> Stream:
         scale = 1.0 / 10.0  # sparse depth in metres -> O(1) inputs
