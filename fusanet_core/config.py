@@ -58,6 +58,7 @@ class InferenceConfig:
 
     input_size: tuple[int, int] = (240, 320)  # (height, width) the network runs at
     fp16: bool = False  # half precision on CUDA only
+    channels_last: bool = True  # NHWC memory layout: 1.2-1.4x faster on CPU (BENCHMARKS.md)
 
     def __post_init__(self) -> None:
         self.input_size = tuple(int(v) for v in self.input_size)

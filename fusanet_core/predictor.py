@@ -56,6 +56,8 @@ class Predictor:
         self.device = resolve_device(device)
         self.cfg = cfg
         self.model = model.to(self.device).eval()
+        self.memory_format = torch.channels_last if cfg.inference.channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
         self.input_size = cfg.inference.input_size
         wants_fp16 = cfg.inference.fp16 if fp16 is None else fp16
         self.fp16 = bool(wants_fp16) and self.device.type == "cuda"
@@ -99,6 +101,7 @@ class Predictor:
         sx, sy = nw / w, nh / h
         small = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if sx < 1 and sy < 1 else cv2.INTER_LINEAR)
         image = torch.from_numpy(small).to(self.device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+        image = image.contiguous(memory_format=self.memory_format)
 
         k = None
         if intrinsics is not None:
