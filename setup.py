@@ -20,7 +20,7 @@ setup(
     ],
     # torch is deliberately unpinned here: requirements.txt pins the CPU build for this machine,
     # and users with their own CUDA build keep it.
-    install_requires=["numpy", "opencv-python-headless", "pyyaml", "torch", "rosbags", "tqdm"],
+    install_requires=["numpy", "opencv-python-headless", "pyyaml", "torch", "rosbags", "tqdm", "matplotlib>=3.7"],
     zip_safe=False,
     maintainer="FuSaNet team",
     maintainer_email="fusanet@example.com",

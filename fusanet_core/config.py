@@ -150,6 +150,7 @@ class TrainConfig:
     val_every: int = 1  # epochs between validations
     val_batch_size: int = 0  # 0 = batch_size
     device: str = "auto"  # auto | cpu | cuda[:N]
+    threads: int = 0  # CPU threads for torch (0 = torch's default, all cores)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:

@@ -1,0 +1,625 @@
+"""Offline training of FuSaNet: a small, resumable trainer and the train / eval / export commands.
+
+The trainer owns the loop only: the loss comes from `DepthTask`, data from `fusanet_core.datasets`,
+metrics from `fusanet_core.metrics`. Everything that decides the next step (weights, optimiser,
+AMP scaler, epoch and step counters, the position inside the epoch, RNG states) is written to
+`last.pt` at the end of every epoch and every `train.checkpoint_every_min` minutes /
+`train.checkpoint_every_steps` steps, atomically, so a run killed at any time continues with
+`--resume` exactly as if it had not stopped.
+
+Multi-GPU / multi-process: start with `torchrun --nproc_per_node N -m fusanet_core.cli train ...`
+(gloo on CPU, nccl on CUDA); `train.batch_size` is the global batch, split over the processes;
+only rank 0 validates and writes files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import BatchSampler, DataLoader
+
+from .checkpoint import load_weights, read_checkpoint, save_checkpoint
+from .config import Config, TrainConfig, load_config
+from .datasets import ConcatDataset, EpochSampler, RGBDDataset, build_dataset, collate
+from .metrics import MetricAccumulator, format_table
+from .model import build_model
+from .task import DepthTask, batch_to
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. too many consecutive non-finite losses)."""
+
+
+def lr_at(epoch: int, cfg: TrainConfig | Config) -> float:
+    """Learning rate of a 1-based epoch: `lr` until `lr_decay_start - 1`, then multiplied by
+    `lr_decay` at epoch `lr_decay_start` and again every `lr_decay_every` epochs (paper: 7e-4,
+    x0.95 every 5 epochs from epoch 10)."""
+    train = cfg.train if isinstance(cfg, Config) else cfg
+    if epoch < 1:
+        raise ValueError(f"epoch is 1-based, got {epoch}")
+    if epoch < train.lr_decay_start:
+        return train.lr
+    decays = (epoch - train.lr_decay_start) // train.lr_decay_every + 1
+    return train.lr * train.lr_decay**decays
+
+
+@dataclass
+class TrainState:
+    """Counters that, with the weights, optimiser and RNG states, define where a run stands."""
+
+    epoch: int = 1  # epoch in progress (1-based)
+    step_in_epoch: int = 0  # batches of that epoch already done
+    step: int = 0  # optimiser steps done in total (skipped bad steps included)
+    bad_steps: int = 0  # consecutive non-finite steps
+    skipped_steps: int = 0  # all non-finite steps so far
+    best_rmse: float = math.inf
+    best_epoch: int = 0
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group torchrun describes in the environment (no-op for one process)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def rng_state() -> dict[str, Any]:
+    """torch / numpy / python global RNG states as plain data (weights_only-loadable)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": version, "internal": list(internal), "gauss": gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    npy = state["numpy"]
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """"auto" -> this process's GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device {name!r} requested but CUDA is not available")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ValueError(f"train.device must be auto, cpu or cuda[:N], got {name!r}")
+    return torch.device(name)
+
+
+class Trainer:
+    """Trains a FuSaNet from a config.
+
+    Args:
+        cfg: the run's config.
+        base_dir: folder that relative data paths resolve against first (the config file's).
+        resume: checkpoint to continue from (normally `<out_dir>/last.pt`), or None.
+        force: start afresh even when `out_dir` already holds a `last.pt`.
+    """
+
+    def __init__(self, cfg: Config, base_dir: str | Path | None = None, resume: str | Path | None = None, force: bool = False):
+        self.cfg = cfg
+        self.out_dir = Path(cfg.train.out_dir)
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = pick_device(cfg.train.device, local_rank)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.dist = init_distributed(self.device)
+        if cfg.train.threads > 0:
+            torch.set_num_threads(cfg.train.threads)
+        elif self.dist.enabled and self.device.type == "cpu":
+            # processes share the cores: more threads than cores each only thrash
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.dist.world_size))
+        if resume is None and not force and (self.out_dir / "last.pt").exists():
+            raise ValueError(f"{self.out_dir} already holds last.pt: pass --resume to continue it or --force to start over")
+        seed_everything(cfg.train.seed)
+        self.task = DepthTask(cfg)
+        self.model = build_model(cfg, self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr_at(1, cfg), betas=(0.9, 0.999), eps=1e-8)
+        self.amp = bool(cfg.train.amp) and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.state = TrainState()
+        self.train_set = ConcatDataset([build_dataset(s, cfg, True, base_dir) for s in self._entries(cfg.data.train, "train")])
+        self.val_sets = [self._val_dataset(s, base_dir) for s in cfg.data.val]
+        if resume is not None:
+            self._load(resume)
+        self.net: nn.Module = self.model
+        if self.dist.enabled:
+            # Zero-point iterations leave the point branch of pass 1 unused.
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
+        self.batch_size = self._rank_batch()
+        self.sampler = EpochSampler(len(self.train_set), cfg.train.seed, True, self.dist.rank, self.dist.world_size)
+        self.tb = self._tensorboard() if self.dist.main else None
+
+    # ------------------------------------------------------------------ setup helpers
+
+    @staticmethod
+    def _entries(entries: list[str], name: str) -> list[str]:
+        if not entries:
+            raise ValueError(f"data.{name} is empty: list at least one manifest, list file or bag")
+        return entries
+
+    def _val_dataset(self, spec: str, base_dir: str | Path | None) -> RGBDDataset:
+        dataset = build_dataset(spec, self.cfg, False, base_dir)
+        dataset.max_points = 0  # validation runs the deployed RGB-only path: no guiding points
+        return dataset
+
+    def _rank_batch(self) -> int:
+        total = self.cfg.train.batch_size
+        if total % self.dist.world_size:
+            log.warning("train.batch_size %d is not divisible by %d processes", total, self.dist.world_size)
+        return max(1, total // self.dist.world_size)
+
+    def _tensorboard(self) -> Any:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional; metrics.jsonl always exists
+            return None
+        return SummaryWriter(str(self.out_dir / "tb"))
+
+    def steps_per_epoch(self) -> int:
+        per_rank = len(EpochSampler(len(self.train_set), 0, True, self.dist.rank, self.dist.world_size))
+        return max(per_rank // self.batch_size, 1)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _extra(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "trainer": asdict(self.state),
+            "rng": rng_state(),
+        }
+
+    def save(self, name: str) -> Path | None:
+        """Write `<out_dir>/<name>` atomically (rank 0 only)."""
+        if not self.dist.main:
+            return None
+        return save_checkpoint(self.out_dir / name, self.model, self.cfg, **self._extra())
+
+    def _load(self, path: str | Path) -> None:
+        payload, _ = read_checkpoint(path, map_location="cpu")
+        missing = [k for k in ("optimizer", "trainer", "rng") if k not in payload]
+        if missing:
+            raise ValueError(f"checkpoint {path} cannot be resumed: it lacks {missing} (weights-only checkpoint?)")
+        load_weights(self.model, payload["model"], path)
+        self.optimizer.load_state_dict(payload["optimizer"])
+        if payload.get("scaler"):
+            self.scaler.load_state_dict(payload["scaler"])
+        self.state = TrainState(**payload["trainer"])
+        set_rng_state(payload["rng"])
+        log.info("resumed %s at epoch %d, step %d (%d done in this epoch)", path, self.state.epoch, self.state.step, self.state.step_in_epoch)
+
+    # ------------------------------------------------------------------ logging
+
+    def _log_json(self, record: dict[str, Any]) -> None:
+        if not self.dist.main:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with (self.out_dir / "metrics.jsonl").open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            prefix = record.get("event", "log")
+            for key, value in _flatten(record).items():
+                if isinstance(value, (int, float)) and key not in ("epoch", "step"):
+                    self.tb.add_scalar(f"{prefix}/{key}", value, record.get("step", 0))
+
+    # ------------------------------------------------------------------ training
+
+    def fit(self) -> dict[str, Any]:
+        """Train until `train.epochs` or `train.max_steps`; returns a short summary."""
+        cfg = self.cfg.train
+        if self.dist.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.yaml").write_text(_yaml(self.cfg.to_dict()))
+        log.info("training %d frames (%d steps/epoch, batch %d x %d processes) on %s; validation: %s",
+                 len(self.train_set), self.steps_per_epoch(), self.batch_size, self.dist.world_size, self.device,
+                 ", ".join(f"{v.name} ({len(v)})" for v in self.val_sets) or "none")
+        self._last_save = time.monotonic()
+        while self.state.epoch <= cfg.epochs:
+            if not self._train_epoch(self.state.epoch):
+                self.save("last.pt")
+                break
+            self._end_epoch(self.state.epoch)
+        self._barrier()
+        if self.tb is not None:
+            self.tb.close()
+        return {"epoch": self.state.epoch, "step": self.state.step, "best_rmse": self.state.best_rmse,
+                "best_epoch": self.state.best_epoch, "skipped_steps": self.state.skipped_steps}
+
+    def _reached_max_steps(self) -> bool:
+        return 0 < self.cfg.train.max_steps <= self.state.step
+
+    def _loader(self, epoch: int) -> DataLoader:
+        self.sampler.set_epoch(epoch, self.state.step_in_epoch * self.batch_size)
+        drop_last = len(self.sampler) >= self.batch_size
+        workers = self.cfg.data.num_workers
+        # An own generator: a loader otherwise draws its worker seed from the global RNG, which
+        # would make the RNG state depend on how many loaders a (resumed) run created.
+        generator = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + epoch)
+        return DataLoader(self.train_set, batch_sampler=BatchSampler(self.sampler, self.batch_size, drop_last),
+                          collate_fn=collate, num_workers=workers, persistent_workers=False, generator=generator)
+
+    def _train_epoch(self, epoch: int) -> bool:
+        """Run the rest of an epoch; False when max_steps stopped it early."""
+        lr = lr_at(epoch, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        total = self.steps_per_epoch()
+        if self.state.step_in_epoch >= total:
+            return True
+        if self._reached_max_steps():
+            return False
+        bar = _progress(total, self.state.step_in_epoch, f"epoch {epoch}/{self.cfg.train.epochs}", self.dist.main)
+        sums: dict[str, float] = {}
+        count, started = 0, time.monotonic()
+        for batch in self._loader(epoch):
+            if self.state.step_in_epoch >= total:
+                break
+            parts = self._step(batch, epoch)
+            self.state.step += 1
+            self.state.step_in_epoch += 1
+            if parts is not None:
+                for key, value in parts.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                count += 1
+                bar.set_postfix(loss=f"{parts['loss']:.4f}")
+            bar.update(1)
+            if count and self.state.step % max(self.cfg.train.log_every, 1) == 0:
+                record = {"event": "train", "epoch": epoch, "step": self.state.step, "lr": lr,
+                          **{k: v / count for k, v in sums.items()}, "sec_per_step": (time.monotonic() - started) / count}
+                self._log_json(record)
+                if bar.disable and self.dist.main:  # no progress bar (not a terminal): a heartbeat line
+                    log.info("epoch %d step %d/%d: loss %.4f, %.2f s/step", epoch, self.state.step_in_epoch, total,
+                             record["loss"], record["sec_per_step"])
+            self._maybe_save()
+            if self._reached_max_steps():
+                bar.close()
+                return self.state.step_in_epoch >= total
+        bar.close()
+        if count:
+            self._epoch_means = {k: v / count for k, v in sums.items()}
+        return True
+
+    def _step(self, batch: dict[str, Any], epoch: int) -> dict[str, float] | None:
+        """One optimiser step; None when the loss or gradients were not finite (step skipped)."""
+        batch = batch_to(batch, self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        # Batch-norm statistics change in the forward pass: a skipped step must not keep them
+        # (a NaN activation would poison them for good). They are small; copying is cheap.
+        buffers = [b.detach().clone() for b in self.model.buffers()]
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            result = self.task(self.net, batch, epoch)
+        loss = result["loss"]
+        if not self._all_finite(loss.detach()):
+            self._restore_buffers(buffers)
+            return self._bad_step(f"loss {loss.item()}")
+        self.scaler.scale(loss).backward()
+        if self.cfg.train.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+            if not self.amp and not torch.isfinite(norm):  # with AMP the scaler skips such steps
+                self.optimizer.zero_grad(set_to_none=True)
+                self._restore_buffers(buffers)
+                return self._bad_step(f"gradient norm {norm.item()}")
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.state.bad_steps = 0
+        return {k: float(v.detach()) for k, v in result.items()}
+
+    @torch.no_grad()
+    def _restore_buffers(self, saved: list[torch.Tensor]) -> None:
+        for buffer, value in zip(self.model.buffers(), saved):
+            buffer.copy_(value)
+
+    def _all_finite(self, value: torch.Tensor) -> bool:
+        """Every process must take the same decision, else DDP would hang."""
+        flag = torch.isfinite(value).to(torch.float32).reshape(1)
+        if self.dist.enabled:
+            flag = flag.to(self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item() > 0)
+
+    def _bad_step(self, what: str) -> None:
+        self.state.bad_steps += 1
+        self.state.skipped_steps += 1
+        log.warning("step %d: non-finite %s, step skipped (%d in a row)", self.state.step + 1, what, self.state.bad_steps)
+        if self.state.bad_steps >= self.cfg.train.max_bad_steps:
+            self.save("last.pt")
+            raise TrainingError(
+                f"{self.state.bad_steps} consecutive non-finite steps (train.max_bad_steps = "
+                f"{self.cfg.train.max_bad_steps}): lower train.lr or check the data; last.pt kept"
+            )
+        return None
+
+    def _maybe_save(self) -> None:
+        cfg = self.cfg.train
+        by_steps = cfg.checkpoint_every_steps > 0 and self.state.step % cfg.checkpoint_every_steps == 0
+        by_time = cfg.checkpoint_every_min > 0 and time.monotonic() - self._last_save >= cfg.checkpoint_every_min * 60
+        if by_steps or by_time:
+            self.save("last.pt")
+            self._last_save = time.monotonic()
+
+    def _end_epoch(self, epoch: int) -> None:
+        """Validate, keep best.pt, then move the state to the next epoch and write last.pt."""
+        record: dict[str, Any] = {"event": "epoch", "epoch": epoch, "step": self.state.step, "lr": lr_at(epoch, self.cfg),
+                                  **{f"train_{k}": v for k, v in getattr(self, "_epoch_means", {}).items()}}
+        improved = False
+        if self.val_sets and (epoch % max(self.cfg.train.val_every, 1) == 0 or epoch == self.cfg.train.epochs):
+            if self.dist.main:
+                metrics = self.validate()
+                record["val"] = metrics
+                rmse = metrics["all"]["rmse"]
+                if rmse < self.state.best_rmse:
+                    self.state.best_rmse, self.state.best_epoch, improved = rmse, epoch, True
+            self._barrier()
+        self._log_json(record)
+        log.info("epoch %d done: %s", epoch, _summary_line(record))
+        self.state.epoch, self.state.step_in_epoch = epoch + 1, 0
+        if improved:
+            self.save("best.pt")
+        self.save("last.pt")
+        self._last_save = time.monotonic()
+        self._epoch_means = {}
+
+    # ------------------------------------------------------------------ validation
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, dict[str, float]]:
+        """Metrics per validation set and over all of them ("all"), RGB-only inference at the
+        training resolution, caps data.min_depth..data.max_depth, no crop."""
+        was_training = self.model.training
+        self.model.eval()
+        caps = {"min_depth": self.cfg.data.min_depth, "max_depth": self.cfg.data.max_depth}
+        overall = MetricAccumulator(**caps)
+        results: dict[str, dict[str, float]] = {}
+        batch_size = self.cfg.train.val_batch_size or self.cfg.train.batch_size
+        for dataset in self.val_sets:
+            acc = MetricAccumulator(**caps)
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate,
+                                num_workers=self.cfg.data.num_workers, generator=torch.Generator().manual_seed(0))
+            for batch in loader:
+                batch = batch_to(batch, self.device)
+                with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                    pred = DepthTask.predict(self.model, batch)
+                pred = pred.float().cpu().numpy()
+                for i in range(pred.shape[0]):
+                    gt, mask = batch["depth"][i, 0].cpu().numpy(), batch["mask"][i, 0].cpu().numpy()
+                    acc.add(pred[i, 0], gt, mask=mask)
+                    overall.add(pred[i, 0], gt, mask=mask)
+            results[dataset.name] = acc.summary()
+        results["all"] = overall.summary()
+        self.model.train(was_training)
+        return results
+
+    def _barrier(self) -> None:
+        if self.dist.enabled:
+            dist.barrier()
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _progress(total: int, done: int, desc: str, main: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, desc=desc, disable=not (main and sys.stderr.isatty()), leave=False)
+
+
+def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _summary_line(record: dict[str, Any]) -> str:
+    parts = [f"train loss {record['train_loss']:.4f}" if "train_loss" in record else "no finite step"]
+    for name, metrics in record.get("val", {}).items():
+        parts.append(f"{name} rmse {metrics['rmse']:.3f} abs_rel {metrics['abs_rel']:.3f} d1 {metrics['delta1']:.3f}")
+    return "; ".join(parts)
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+# ---------------------------------------------------------------------- evaluation
+
+
+def evaluate(
+    checkpoint: str | Path,
+    data: str,
+    device: str = "auto",
+    crop: str | None = None,
+    max_depth: float | None = None,
+    kind: str | None = None,
+    input_size: tuple[int, int] | None = None,
+) -> dict[str, float]:
+    """Metrics of a checkpoint on a data set at the ground truth's full resolution (the
+    Predictor resizes to the network's input size and back), RGB only, no median scaling.
+
+    Args:
+        checkpoint: checkpoint file.
+        data: manifest.csv, a folder with one, a list file or a bag (optionally "[a:b]").
+        device: auto | cpu | cuda[:N].
+        crop: None, "eigen_nyu", "garg" or "eigen_kitti".
+        max_depth: cap (default: the checkpoint's data.max_depth).
+        kind: list-file units "nyu" or "kitti" (default: the checkpoint's data.kind).
+        input_size: network input (height, width) (default: the checkpoint's inference size).
+    """
+    from .datasets import build_source
+    from .predictor import Predictor
+
+    predictor = Predictor.from_checkpoint(checkpoint, device, None, input_size)
+    cfg = predictor.cfg
+    if kind is not None:
+        cfg.data.kind = kind
+    source = build_source(data, cfg, None)
+    cap = cfg.data.max_depth if max_depth is None else max_depth
+    acc = MetricAccumulator(min_depth=cfg.data.min_depth, max_depth=cap, crop=crop)
+    for index in range(len(source)):
+        frame = source.load(index)
+        result = predictor.predict(frame.rgb, frame.intrinsics)
+        acc.add(result["depth"], frame.depth)
+    return acc.summary()
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def add_cli_commands(sub: argparse._SubParsersAction) -> None:
+    """Register `train`, `eval` and `export` on the `fusanet` command line."""
+    p = sub.add_parser("train", help="train FuSaNet from a YAML config (see docs/training.md)")
+    p.add_argument("--config", required=True, help="training YAML, e.g. config/train_indoor.yaml")
+    p.add_argument("--resume", nargs="?", const="last", default=None, metavar="CKPT",
+                   help="continue from CKPT (default: <out_dir>/last.pt)")
+    p.add_argument("--force", action="store_true", help="start afresh even if out_dir holds a run")
+    p.add_argument("--out-dir", help="override train.out_dir")
+    p.add_argument("--max-steps", type=int, help="override train.max_steps")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--device", help="override train.device (auto | cpu | cuda[:N])")
+    p.set_defaults(run=run_train)
+
+    p = sub.add_parser("eval", help="depth metrics of a checkpoint on a data set")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file")
+    p.add_argument("--data", required=True, help="manifest.csv (or its folder), list file or bag; may end in [a:b]")
+    p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--crop", choices=["eigen_nyu", "garg", "eigen_kitti"], help="evaluation crop (default none)")
+    p.add_argument("--max-depth", type=float, help="depth cap in metres (default: the checkpoint's data.max_depth)")
+    p.add_argument("--kind", choices=["nyu", "kitti"], help="units of a list file (default: the checkpoint's data.kind)")
+    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="network input size")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.set_defaults(run=run_eval)
+
+    p = sub.add_parser("export", help="ONNX export of the RGB-only inference path, checked with onnxruntime")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file")
+    p.add_argument("--out", required=True, help="output .onnx file")
+    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="input size (default: the checkpoint's)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.set_defaults(run=run_export)
+
+
+def train_config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config)
+    if args.out_dir:
+        cfg.train.out_dir = args.out_dir
+    if args.max_steps is not None:
+        cfg.train.max_steps = args.max_steps
+    if args.epochs is not None:
+        cfg.train.epochs = args.epochs
+    if args.device:
+        cfg.train.device = args.device
+    return cfg
+
+
+def run_train(args: argparse.Namespace) -> int:
+    cfg = train_config(args)
+    resume = None
+    if args.resume is not None:
+        resume = Path(cfg.train.out_dir) / "last.pt" if args.resume == "last" else Path(args.resume)
+        if not resume.is_file():
+            raise FileNotFoundError(f"nothing to resume: {resume} not found")
+    try:
+        trainer = Trainer(cfg, base_dir=Path(args.config).resolve().parent, resume=resume, force=args.force)
+        summary = trainer.fit()
+    except TrainingError as err:
+        print(f"fusanet train: error: {err}", file=sys.stderr)
+        return 3
+    except (ValueError, FileNotFoundError) as err:
+        raise _unwrap_worker_error(err) from None
+    if trainer.dist.main:
+        best = f", best val rmse {summary['best_rmse']:.4f} (epoch {summary['best_epoch']})" if summary["best_epoch"] else ""
+        print(f"trained to step {summary['step']}{best}; checkpoints in {cfg.train.out_dir}")
+    return 0
+
+
+def _unwrap_worker_error(err: Exception) -> Exception:
+    """A DataLoader worker re-raises "Caught ValueError in DataLoader worker process 0" + a
+    traceback; the CLI's one line should be the original message (its last line)."""
+    text = str(err)
+    if not text.startswith("Caught "):
+        return err
+    last = [line for line in text.strip().splitlines() if line.strip()][-1]
+    prefix = f"{type(err).__name__}: "
+    return type(err)(last[len(prefix):] if last.startswith(prefix) else last)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    input_size = tuple(args.input_size) if args.input_size else None
+    metrics = evaluate(args.checkpoint, args.data, args.device, args.crop, args.max_depth, args.kind, input_size)
+    print(f"{args.data}: {metrics['n_images']} images, crop {args.crop or 'none'}")
+    print(format_table(metrics))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(metrics, indent=2))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    input_size = tuple(args.input_size) if args.input_size else None
+    report = export_onnx(args.checkpoint, args.out, input_size, args.opset)
+    print(f"exported {report['path']} (input 1x3x{report['height']}x{report['width']}); onnxruntime vs PyTorch: "
+          f"max |depth diff| {report['max_abs_diff']:.2e} m, max rel {report['max_rel_diff']:.2e}")
+    return 0

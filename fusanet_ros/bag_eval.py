@@ -1,0 +1,735 @@
+"""`fusanet bag-eval BAG`: score the depth model on a recorded bag, offline and deterministic.
+
+Reads the bag directly with rosbags' AnyReader (ROS 1 .bag, ROS 2 sqlite3 or MCAP), runs every
+colour frame through the Predictor (no DDS, no drops), pairs it with the ground-truth depth of the
+nearest stamp within `--slop`, registers the ground truth into the colour camera when it comes
+from another camera, and writes the report of `eval_report` (JSON, Markdown, plots).
+
+Two passes keep memory bounded on long bags: the first reads stamps, camera_infos and transforms
+and decides the pairing; the second decodes images in bag order and holds a frame only until its
+partner arrives.
+
+Also home of the helpers that the live `evaluator_node` shares (ground-truth decoding, camera
+models, crop parsing) and of the plain-data `eval` launch description (bag player + depth node +
+evaluator) used by launch/eval.launch.py and, through the process runner, by `bag-eval --live`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from .eval_report import EvalSettings, Evaluation
+from .registration import (CameraModel, Registration, RigidTransform, parse_extrinsic, realsense_extrinsic,
+                           registration_reason, tf_edges, tf_static_extrinsic)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SLOP = 0.05  # s: half a frame at 10 Hz; cameras that are not hardware-synced need more
+IMAGE_TYPES = ("sensor_msgs/msg/Image",)
+INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+CROP_NAMES = ("eigen_nyu", "garg", "eigen_kitti")
+REGISTER_MODES = ("auto", "always", "never")
+
+
+# ------------------------------------------------------------------------------ shared helpers
+def parse_crop(text: str | None) -> str | tuple[int, int, int, int] | None:
+    """'' / 'none' -> None; a crop name; or 'top,bottom,left,right' in pixels."""
+    if text is None or str(text).strip().lower() in ("", "none"):
+        return None
+    text = str(text).strip()
+    if text in CROP_NAMES:
+        return text
+    try:
+        box = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise ValueError(f"crop must be none, {', '.join(CROP_NAMES)} or top,bottom,left,right in pixels, got {text!r}")
+    return box  # type: ignore[return-value]
+
+
+def ground_truth_depth(msg: Any, scale: float = 0.001) -> np.ndarray:
+    """Metres (float32, NaN invalid) from a 16UC1/mono16 (times `scale`, 0 invalid) or 32FC1 Image."""
+    from . import conversions as conv
+
+    if str(msg.encoding) not in conv.DEPTH_ENCODINGS:
+        raise conv.ConversionError(f"ground-truth encoding must be one of {', '.join(conv.DEPTH_ENCODINGS)}, got {msg.encoding!r}")
+    raw = conv.image_to_array(msg)
+    if raw.dtype == np.uint16:
+        depth = raw.astype(np.float32) * np.float32(scale)
+        depth[raw == 0] = np.nan
+        return depth
+    depth = raw.astype(np.float32, copy=True)
+    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
+    return depth
+
+
+def camera_model(info: Any, frame_id: str = "") -> CameraModel:
+    """CameraModel of a CameraInfo (rclpy or rosbags, ROS 1 or 2): P first, then K, as the node reads it."""
+    from . import conversions as conv
+
+    coeffs = np.asarray(getattr(info, "d", getattr(info, "D", [])), dtype=np.float64)
+    return CameraModel(conv.camera_info_intrinsics(info), int(info.width), int(info.height),
+                       frame_id or str(info.header.frame_id), bool(np.any(np.abs(coeffs) > 1e-9)))
+
+
+def header_stamp_ns(msg: Any) -> int:
+    stamp = msg.header.stamp
+    return int(stamp.sec) * 1_000_000_000 + int(getattr(stamp, "nanosec", getattr(stamp, "nsec", 0)))
+
+
+def check_slop(slop: float) -> int:
+    """Slop in seconds -> integer nanoseconds (0 = exact stamps)."""
+    if not np.isfinite(slop) or slop < 0:
+        raise ValueError(f"slop must be >= 0 seconds, got {slop}")
+    return int(round(slop * 1e9))
+
+
+def pair_nearest(image_stamps: Sequence[int], gt_stamps: Sequence[int], slop_ns: int) -> list[int | None]:
+    """For each image stamp, the index of the nearest ground-truth stamp within `slop_ns`
+    (ties go to the earlier one), or None."""
+    if not len(gt_stamps):
+        return [None] * len(image_stamps)
+    gt = np.asarray(gt_stamps, dtype=np.int64)
+    order = np.argsort(gt, kind="stable")
+    sorted_gt = gt[order]
+    result: list[int | None] = []
+    for stamp in image_stamps:
+        pos = int(np.searchsorted(sorted_gt, stamp))
+        candidates = [p for p in (pos - 1, pos) if 0 <= p < len(sorted_gt)]
+        best = min(candidates, key=lambda p: (abs(int(sorted_gt[p]) - stamp), sorted_gt[p]))
+        result.append(int(order[best]) if abs(int(sorted_gt[best]) - stamp) <= slop_ns else None)
+    return result
+
+
+# ---------------------------------------------------------------------------------- bag reading
+def open_reader(path: str | Path) -> Any:
+    """An opened rosbags AnyReader; errors become one-line FileNotFoundError / ValueError."""
+    from rosbags.highlevel import AnyReader
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"bag not found: {path}")
+    reader = AnyReader([path])
+    try:
+        reader.open()
+    except Exception as err:  # noqa: BLE001 - rosbags raises many types for damaged files
+        raise ValueError(f"cannot read bag {path}: it is truncated, corrupt or not a bag ({_reason(err)})") from None
+    return reader
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text[:200]
+
+
+def bag_topics(reader: Any) -> dict[str, tuple[str, int]]:
+    """topic -> (message type, message count)."""
+    topics: dict[str, tuple[str, int]] = {}
+    for conn in reader.connections:
+        old = topics.get(conn.topic, (conn.msgtype, 0))
+        topics[conn.topic] = (conn.msgtype, old[1] + conn.msgcount)
+    return topics
+
+
+def require_topic(topics: dict[str, tuple[str, int]], topic: str, types: Sequence[str], what: str) -> None:
+    """ValueError listing the bag's topics when `topic` is missing or has the wrong type."""
+    listing = "; ".join(f"{t} ({m}, {n})" for t, (m, n) in sorted(topics.items()))
+    if topic not in topics:
+        raise ValueError(f"{what} topic {topic!r} is not in the bag; it has: {listing}")
+    if topics[topic][0] not in types:
+        raise ValueError(f"{what} topic {topic!r} has type {topics[topic][0]}, expected {' or '.join(types)}; bag topics: {listing}")
+
+
+def guess_info_topic(image_topic: str, info_topics: Sequence[str]) -> str | None:
+    """The CameraInfo topic sharing the longest leading path with `image_topic` (None if tied or none)."""
+    parts = image_topic.strip("/").split("/")
+
+    def common(topic: str) -> int:
+        n = 0
+        for a, b in zip(parts, topic.strip("/").split("/")):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    scored = sorted(((common(t), t) for t in info_topics), reverse=True)
+    if not scored or scored[0][0] == 0 or (len(scored) > 1 and scored[1][0] == scored[0][0]):
+        return None
+    return scored[0][1]
+
+
+def _messages(reader: Any, topics: Sequence[str]) -> Iterator[tuple[str, int, Any]]:
+    """(topic, bag time ns, deserialized message) in bag order; read errors become ValueError."""
+    conns = [c for c in reader.connections if c.topic in set(topics)]
+    if not conns:
+        return
+    iterator = reader.messages(connections=conns)
+    while True:
+        try:
+            conn, bag_ns, raw = next(iterator)
+            msg = reader.deserialize(raw, conn.msgtype)
+        except StopIteration:
+            return
+        except Exception as err:  # noqa: BLE001 - damaged chunk / record in the middle of the bag
+            raise ValueError(f"cannot read bag {reader.paths[0]} past this point: truncated or corrupt ({_reason(err)})") from None
+        yield conn.topic, int(bag_ns), msg
+
+
+# ---------------------------------------------------------------------------------- the command
+@dataclass
+class BagEvalOptions:
+    """Options of `fusanet bag-eval` (see `add_bag_eval_command` for their meaning)."""
+
+    bag: str
+    image_topic: str
+    depth_topic: str
+    camera_info_topic: str | None = None
+    depth_camera_info_topic: str | None = None
+    register: str = "auto"
+    extrinsic: Sequence[float] | None = None
+    checkpoint: str | None = None
+    device: str = "auto"
+    input_size: tuple[int, int] | None = None
+    out: str = "out/bag_eval"
+    min_depth: float = 1e-3
+    max_depth: float = 10.0
+    crop: str | None = None
+    slop: float = DEFAULT_SLOP
+    depth_scale: float = 0.001
+    max_frames: int = 0
+    panels: int = 4
+
+
+@dataclass
+class _Scan:
+    """What the first pass learns: stamps, frame ids, camera models and transforms."""
+
+    image_stamps: list[int]
+    gt_stamps: list[int]
+    image_frame: str
+    gt_frame: str
+    color: CameraModel | None
+    depth: CameraModel | None
+    color_infos: list[tuple[int, int, CameraModel | None]]  # (stamp, bag time, model) in bag order
+    realsense_tf: dict[str, Any]
+    tf_edges: list[tuple[str, str, RigidTransform]]
+    stamp_source: str
+
+
+def add_bag_eval_command(sub: argparse._SubParsersAction) -> None:
+    """Register `fusanet bag-eval` (imports nothing heavy until it runs)."""
+    p = sub.add_parser("bag-eval", help="score the depth model on a bag (ROS 1, ROS 2 sqlite3/MCAP) against its depth",
+                       description="Offline evaluation: every colour frame of the bag through the model, paired with the "
+                                   "ground-truth depth of the nearest stamp; writes report.json, report.md and plots.")
+    p.add_argument("bag", help="ROS 1 .bag file, ROS 2 bag folder (sqlite3 or MCAP) or .mcap file")
+    p.add_argument("--image-topic", required=True, help="colour image topic (sensor_msgs/Image rgb8/bgr8/rgba8/bgra8/mono8)")
+    p.add_argument("--depth-topic", required=True, help="ground-truth depth topic (16UC1/mono16 or 32FC1)")
+    p.add_argument("--camera-info-topic", help="colour CameraInfo topic (default: guessed from the image topic)")
+    p.add_argument("--depth-camera-info-topic", help="ground-truth CameraInfo topic (default: guessed; needed to register)")
+    p.add_argument("--register", choices=REGISTER_MODES, default="auto",
+                   help="register the ground truth into the colour camera: auto = when camera_infos or frame_ids differ")
+    p.add_argument("--extrinsic", nargs="+", type=float, metavar="V",
+                   help="depth-to-colour extrinsic p_colour = R p_depth + t: TX TY TZ QX QY QZ QW (or 12/16 numbers of a "
+                        "row-major 3x4/4x4 matrix); default: from the bag (librealsense tf topics or /tf_static)")
+    p.add_argument("--checkpoint", help="checkpoint file (default: the bundled one)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="network input size")
+    p.add_argument("--out", default="out/bag_eval", help="report folder (default: out/bag_eval)")
+    p.add_argument("--min-depth", type=float, default=1e-3, help="metres (default 0.001)")
+    p.add_argument("--max-depth", type=float, default=10.0, help="metres (default 10)")
+    p.add_argument("--crop", help="none, eigen_nyu, garg, eigen_kitti or top,bottom,left,right")
+    p.add_argument("--slop", type=float, default=DEFAULT_SLOP,
+                   help=f"max |stamp difference| in s for a pair (default {DEFAULT_SLOP}; 0 = exact)")
+    p.add_argument("--depth-scale", type=float, default=0.001,
+                   help="metres per unit of 16UC1/mono16 ground truth (default 0.001 = mm)")
+    p.add_argument("--max-frames", type=int, default=0, help="stop after this many colour frames (0 = all)")
+    p.add_argument("--panels", type=int, default=4, help="RGB | GT | prediction | error panels to save (default 4)")
+    live = p.add_argument_group("live mode", "replay the bag over DDS through the depth node and the evaluator node "
+                                             "(the process-runner form of launch/eval.launch.py)")
+    live.add_argument("--live", action="store_true", help="evaluate live instead of offline (latency and drops too)")
+    live.add_argument("--rate", type=float, default=1.0, help="playback rate (default 1.0; lower it for slow models)")
+    live.add_argument("--idle-timeout", type=float, default=5.0, help="s without messages before the report (default 5)")
+    live.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: the environment's)")
+    p.set_defaults(run=run_bag_eval)
+
+
+add_cli_commands = add_bag_eval_command  # the name fusanet_ros.cli looks for
+
+
+def run_bag_eval(args: argparse.Namespace) -> int:
+    """CLI entry: evaluate, print the summary; exit code 0, or an error when nothing was scored."""
+    from fusanet_core.metrics import format_table
+
+    names = {f for f in BagEvalOptions.__dataclass_fields__}
+    opts = BagEvalOptions(**{k: v for k, v in vars(args).items() if k in names})
+    if getattr(args, "live", False):
+        return _run_live(opts, args.rate, args.idle_timeout, args.domain_id)
+    evaluation, paths = evaluate_bag(opts)
+    summary = evaluation.summary()
+    counts = evaluation.to_dict({})["counts"]
+    print(f"{counts['frames']} colour frames: {counts['ok']} scored, {counts['unpaired']} without ground truth within "
+          f"{opts.slop:g} s, {sum(counts[k] for k in ('no_valid_gt', 'no_coverage', 'size_mismatch', 'error'))} skipped")
+    if summary is None:
+        why = evaluation.notes[-1] if evaluation.notes else "see the report"
+        raise ValueError(f"no frame could be scored ({why}); report: {paths['markdown']}")
+    print(format_table({k: v for k, v in summary.items() if k not in ("n_valid",)}))
+    print(f"report: {paths['markdown']}")
+    return 0
+
+
+def _run_live(opts: BagEvalOptions, rate: float, idle_timeout: float, domain_id: int | None) -> int:
+    """`bag-eval --live`: the eval launch through the process runner, with the offline options."""
+    if opts.checkpoint and not Path(opts.checkpoint).expanduser().is_file():
+        raise FileNotFoundError(f"checkpoint not found: {opts.checkpoint}")
+    reader = open_reader(opts.bag)
+    try:
+        color_info, depth_info = _info_topics(bag_topics(reader), opts)
+        # The same registration decision as offline; its extrinsic (e.g. from the bag) goes to the evaluator.
+        registration = _registration(opts, _scan(reader, opts, (color_info, depth_info)))
+    finally:
+        reader.close()
+    extrinsic = registration.depth_to_color.as_list() if registration else (opts.extrinsic or [])
+    values = {
+        "bag": opts.bag, "image_topic": opts.image_topic, "camera_info_topic": color_info or "", "depth_topic": opts.depth_topic,
+        "depth_camera_info_topic": depth_info or "", "checkpoint": opts.checkpoint or "", "device": opts.device,
+        "output_dir": opts.out, "slop": opts.slop, "max_depth": opts.max_depth, "rate": rate, "idle_timeout": idle_timeout,
+        "extrinsic": " ".join(repr(float(v)) for v in extrinsic),
+        "depth_parameters": {"input_size": list(opts.input_size)} if opts.input_size else {},
+        "evaluator_parameters": {"min_depth": opts.min_depth, "crop": opts.crop or "", "gt_depth_scale": opts.depth_scale,
+                                 "max_panels": opts.panels, "max_frames": opts.max_frames, "register": opts.register},
+    }
+    code = run_eval_launch(values, domain_id)
+    print(f"report: {Path(opts.out) / 'report.md'}")
+    return code
+
+
+def evaluate_bag(opts: BagEvalOptions) -> tuple[Evaluation, dict[str, Path]]:
+    """Run the offline evaluation and write the report; returns it and the written paths."""
+    if opts.register not in REGISTER_MODES:
+        raise ValueError(f"register must be one of {', '.join(REGISTER_MODES)}, got {opts.register!r}")
+    settings = EvalSettings(opts.min_depth, opts.max_depth, parse_crop(opts.crop), max_panels=opts.panels)
+    slop_ns = check_slop(opts.slop)
+    if not opts.depth_scale > 0:
+        raise ValueError(f"depth scale must be > 0 metres per unit, got {opts.depth_scale}")
+    reader = open_reader(opts.bag)
+    try:
+        topics = bag_topics(reader)
+        info_topics = _info_topics(topics, opts)
+        scan = _scan(reader, opts, info_topics)
+        registration = _registration(opts, scan)
+        from fusanet_core.predictor import Predictor  # torch: only once the bag is known to be usable
+
+        predictor = Predictor.from_checkpoint(opts.checkpoint, opts.device, None, opts.input_size)
+        evaluation = Evaluation(settings)
+        pairs = pair_nearest(scan.image_stamps, scan.gt_stamps, slop_ns)
+        _explain_pairing(evaluation, scan, pairs, opts)
+        _evaluate(reader, opts, scan, pairs, registration, predictor, evaluation)
+    finally:
+        reader.close()
+    meta = _meta(opts, scan, registration, predictor, pairs, topics)
+    paths = evaluation.write(opts.out, meta)
+    return evaluation, paths
+
+
+def _info_topics(topics: dict[str, tuple[str, int]], opts: BagEvalOptions) -> tuple[str | None, str | None]:
+    """(colour, depth) CameraInfo topics: given ones are checked, missing ones guessed."""
+    require_topic(topics, opts.image_topic, IMAGE_TYPES, "image")
+    require_topic(topics, opts.depth_topic, IMAGE_TYPES, "depth")
+    for topic, what in ((opts.camera_info_topic, "camera_info"), (opts.depth_camera_info_topic, "depth camera_info")):
+        if topic:
+            require_topic(topics, topic, (INFO_TYPE,), what)
+    candidates = [t for t, (m, _) in topics.items() if m == INFO_TYPE]
+    color = opts.camera_info_topic or guess_info_topic(opts.image_topic, candidates)
+    depth = opts.depth_camera_info_topic or guess_info_topic(opts.depth_topic, candidates)
+    if depth == color and not opts.depth_camera_info_topic:
+        depth = None  # one camera_info for both streams: the depth is taken as registered
+    return color, depth
+
+
+def _scan(reader: Any, opts: BagEvalOptions, info_topics: tuple[str | None, str | None]) -> _Scan:
+    """First pass: stamps, frame ids, the first valid camera_info per stream, transforms."""
+    color_info, depth_info = info_topics
+    tf_topics = [c.topic for c in reader.connections
+                 if (c.msgtype == "geometry_msgs/msg/Transform" and "/tf/" in c.topic) or c.topic == "/tf_static"]
+    stamps: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    frames: dict[str, str] = {}
+    infos: dict[str, Any] = {}
+    color_infos: list[tuple[int, int, CameraModel | None]] = []
+    realsense_tf: dict[str, Any] = {}
+    edges: list[tuple[str, str, RigidTransform]] = []
+    wanted = [opts.image_topic, opts.depth_topic, *(t for t in (color_info, depth_info) if t), *tf_topics]
+    for topic, bag_ns, msg in _messages(reader, wanted):
+        if topic in (opts.image_topic, opts.depth_topic):
+            stamps[topic].append((header_stamp_ns(msg), bag_ns))
+            frames.setdefault(topic, str(msg.header.frame_id))
+        elif topic in (color_info, depth_info):
+            model = _model(msg, topic)
+            if topic == color_info:
+                color_infos.append((header_stamp_ns(msg), bag_ns, model))
+            if topic not in infos and model is not None:
+                infos[topic] = msg  # the first valid one describes the stream for registration
+        elif topic == "/tf_static":
+            edges += tf_edges(msg)
+        else:
+            realsense_tf[topic] = msg
+    image_stamps, gt_stamps, source = _choose_stamps(stamps[opts.image_topic], stamps[opts.depth_topic])
+    return _Scan(image_stamps, gt_stamps, frames.get(opts.image_topic, ""), frames.get(opts.depth_topic, ""),
+                 _model(infos.get(color_info or ""), color_info), _model(infos.get(depth_info or ""), depth_info),
+                 color_infos, realsense_tf, edges, source)
+
+
+def _choose_stamps(images: list[tuple[int, int]], gts: list[tuple[int, int]]) -> tuple[list[int], list[int], str]:
+    """Header stamps, unless a stream has none set (all zero): then bag receive times for both."""
+    if not images:
+        raise ValueError("the image topic has no messages")
+    if not gts:
+        raise ValueError("the depth topic has no messages")
+    if all(h for h, _ in images) and all(h for h, _ in gts):
+        return [h for h, _ in images], [h for h, _ in gts], "header"
+    return [b for _, b in images], [b for _, b in gts], "bag receive (header stamps are zero)"
+
+
+def _model(info: Any, topic: str | None) -> CameraModel | None:
+    """CameraModel of a CameraInfo, or None (missing or without a valid focal length)."""
+    if info is None:
+        return None
+    try:
+        return camera_model(info)
+    except ValueError as err:
+        log.warning("camera_info on %s ignored: %s", topic, err)
+        return None
+
+
+def _registration(opts: BagEvalOptions, scan: _Scan) -> Registration | None:
+    """Registration to apply to the ground truth, or None when it is already in the colour camera."""
+    reason = registration_reason(scan.color, scan.depth, scan.image_frame, scan.gt_frame)
+    if opts.register == "never" or (opts.register == "auto" and reason is None):
+        return None
+    reason = reason or "--register always"
+    if scan.color is None or scan.depth is None:
+        missing = "colour" if scan.color is None else "depth"
+        raise ValueError(f"ground truth must be registered ({reason}) but the bag has no valid {missing} camera_info: "
+                         f"pass --{'depth-' if missing == 'depth' else ''}camera-info-topic, or --register never if it is registered")
+    extrinsic, source = _extrinsic(opts, scan)
+    log.info("registering ground truth into the colour camera (%s); extrinsic from %s", reason, source)
+    return Registration(scan.depth, scan.color, extrinsic, f"{source} ({reason})")
+
+
+def _extrinsic(opts: BagEvalOptions, scan: _Scan) -> tuple[RigidTransform, str]:
+    if opts.extrinsic:
+        return parse_extrinsic(opts.extrinsic), "--extrinsic"
+    found = realsense_extrinsic(scan.realsense_tf, opts.depth_topic, opts.image_topic)
+    if found is not None:
+        return found
+    if scan.tf_edges and scan.image_frame and scan.gt_frame:
+        extrinsic = tf_static_extrinsic(scan.tf_edges, scan.gt_frame, scan.image_frame)
+        if extrinsic is not None:
+            return extrinsic, f"/tf_static {scan.gt_frame} -> {scan.image_frame}"
+    raise ValueError("ground truth is not registered to the colour camera and the bag has no depth-to-colour transform "
+                     "(librealsense <stream>/tf/N or /tf_static): pass --extrinsic TX TY TZ QX QY QZ QW, or --register never")
+
+
+def _explain_pairing(evaluation: Evaluation, scan: _Scan, pairs: list[int | None], opts: BagEvalOptions) -> None:
+    paired = sum(p is not None for p in pairs)
+    evaluation.note(f"paired {paired} of {len(pairs)} colour frames with ground truth (nearest {scan.stamp_source} stamp "
+                    f"within {opts.slop:g} s; {len(scan.gt_stamps)} depth frames in the bag)")
+    if paired < len(pairs) and scan.gt_stamps:
+        gt = np.asarray(scan.gt_stamps, dtype=np.int64)
+        gaps = [int(np.min(np.abs(gt - s))) for s, p in zip(scan.image_stamps, pairs) if p is None]
+        span = f"{min(gaps) / 1e6:.1f}" + (f"-{max(gaps) / 1e6:.1f}" if max(gaps) != min(gaps) else "")
+        evaluation.note(f"unpaired colour frames are {span} ms from the nearest ground truth: "
+                        "raise --slop if the streams are not hardware-synchronised")
+
+
+def _evaluate(reader: Any, opts: BagEvalOptions, scan: _Scan, pairs: list[int | None], registration: Registration | None,
+              predictor: Any, evaluation: Evaluation) -> None:
+    """Second pass: decode in bag order, predict each colour frame, score it when its partner is in."""
+    from tqdm import tqdm
+
+    limit = opts.max_frames if opts.max_frames > 0 else len(pairs)
+    last_use: dict[int, int] = {}
+    for i, j in enumerate(pairs[:limit]):
+        if j is not None:
+            last_use[j] = i
+    gt_ready: dict[int, Any] = {}  # gt index -> registered depth (or the error text)
+    waiting: dict[int, list[tuple[int, Any]]] = defaultdict(list)  # gt index -> [(image index, prediction)]
+    counters = {opts.image_topic: -1, opts.depth_topic: -1}
+    color_infos = _ColorInfos(scan.color_infos)
+    progress = tqdm(total=limit, desc="bag-eval", unit="frame", disable=None, file=sys.stderr)
+    for topic, bag_ns, msg in _messages(reader, [opts.image_topic, opts.depth_topic]):
+        counters[topic] += 1
+        index = counters[topic]
+        if topic == opts.image_topic:
+            if index >= limit:
+                if not waiting:
+                    break
+                continue
+            progress.update(1)
+            j = pairs[index]
+            if j is None:
+                evaluation.add_missing(scan.image_stamps[index], "unpaired", f"no ground truth within {opts.slop:g} s", index=index)
+                continue
+            color = color_infos.at(scan.image_stamps[index], bag_ns)
+            frame = (index, _predict(predictor, msg, color, evaluation))
+            if j in gt_ready:
+                _score(evaluation, scan, frame, j, gt_ready)
+                _release(gt_ready, j, index, last_use)
+            else:
+                waiting[j].append(frame)
+        elif index in last_use:
+            gt_ready[index] = _prepare_gt(msg, opts.depth_scale, registration)
+            for frame in waiting.pop(index, []):
+                _score(evaluation, scan, frame, index, gt_ready)
+                _release(gt_ready, index, frame[0], last_use)
+    progress.close()
+
+
+class _ColorInfos:
+    """The colour camera_info the depth node would hold for each image: the one with the image's
+    stamp, else the latest one recorded before the image, else the first one."""
+
+    def __init__(self, infos: list[tuple[int, int, CameraModel | None]]) -> None:
+        self.by_stamp = {stamp: model for stamp, _, model in infos}
+        self.bag_times = [bag_ns for _, bag_ns, _ in infos]
+        self.models = [model for _, _, model in infos]
+
+    def at(self, stamp: int, bag_ns: int) -> CameraModel | None:
+        if stamp in self.by_stamp:
+            return self.by_stamp[stamp]
+        if not self.models:
+            return None
+        pos = int(np.searchsorted(self.bag_times, bag_ns, side="right")) - 1
+        return self.models[max(pos, 0)]
+
+
+def _predict(predictor: Any, msg: Any, color: CameraModel | None, evaluation: Evaluation) -> dict[str, Any]:
+    """{'pred', 'rgb'} or {'error'} for one colour message."""
+    from . import conversions as conv
+
+    try:
+        rgb = conv.image_to_rgb(msg)
+    except ValueError as err:
+        return {"error": f"bad colour image: {err}"}
+    height, width = rgb.shape[:2]
+    k = None
+    if color is None:
+        evaluation.note("some colour frames had no valid camera_info: the model ran without intrinsics for them "
+                        "(as the depth node does)")
+    elif (color.width, color.height) not in ((width, height), (0, 0)):
+        # The depth node rejects such a camera_info too (bad_camera_info) and predicts without it.
+        evaluation.note(f"colour camera_info is {color.width}x{color.height} but the images are {width}x{height}: "
+                        "the model ran without intrinsics")
+    else:
+        k = color.intrinsics
+    try:
+        return {"pred": predictor.predict(rgb, k)["depth"], "rgb": rgb}
+    except ValueError as err:  # e.g. an image too small for the network: this frame only
+        return {"error": f"prediction failed: {err}"}
+
+
+def _prepare_gt(msg: Any, scale: float, registration: Registration | None) -> Any:
+    """Registered ground truth in metres, or the error text of a bad message."""
+    try:
+        depth = ground_truth_depth(msg, scale)
+        return registration.apply(depth) if registration is not None else depth
+    except ValueError as err:
+        return f"bad ground-truth depth: {err}"
+
+
+def _score(evaluation: Evaluation, scan: _Scan, frame: tuple[int, dict[str, Any]], j: int, gt_ready: dict[int, Any]) -> None:
+    index, result = frame
+    stamp, gt = scan.image_stamps[index], gt_ready[j]
+    error = result.get("error") or (gt if isinstance(gt, str) else None)
+    if error:
+        evaluation.add_missing(stamp, "error", error, index=index)
+        return
+    evaluation.add(stamp, result["pred"], gt, result["rgb"], gt_stamp_ns=scan.gt_stamps[j], index=index)
+
+
+def _release(gt_ready: dict[int, Any], j: int, index: int, last_use: dict[int, int]) -> None:
+    if last_use.get(j) == index:
+        gt_ready.pop(j, None)
+
+
+def _meta(opts: BagEvalOptions, scan: _Scan, registration: Registration | None, predictor: Any,
+          pairs: list[int | None], topics: dict[str, tuple[str, int]]) -> dict[str, Any]:
+    return {
+        "mode": "offline (fusanet bag-eval)",
+        "bag": str(Path(opts.bag).resolve()),
+        "image_topic": f"{opts.image_topic} ({len(scan.image_stamps)} frames)",
+        "depth_topic": f"{opts.depth_topic} ({len(scan.gt_stamps)} frames)",
+        "checkpoint": str(opts.checkpoint or "bundled default"),
+        "model": f"{predictor.cfg.preset} preset, network input {predictor.input_size[0]}x{predictor.input_size[1]}, "
+                 f"{predictor.device}",
+        "pairing": f"nearest {scan.stamp_source} stamp within {opts.slop:g} s: "
+                   f"{sum(p is not None for p in pairs)} of {len(pairs)} paired",
+        "registration": registration.describe() if registration else "none (ground truth already in the colour camera)",
+        "depth_scale": f"{opts.depth_scale:g} m per unit of 16UC1/mono16 ground truth",
+    }
+
+
+# ------------------------------------------------------------------- live: the `eval` launch
+# Plain data shared by launch/eval.launch.py (ros2 launch) and `run_eval_launch` (the process runner
+# of pip installs): bag player + depth node + evaluator. Built on launch_description's types.
+def eval_arguments() -> tuple[Any, ...]:
+    """Launch arguments of the eval launch (LaunchArgument: name, default, description)."""
+    from .launch_description import LaunchArgument
+
+    return (
+        LaunchArgument("bag", "", "bag to play (ROS 1 .bag, ROS 2 folder or .mcap); empty = evaluate live topics"),
+        LaunchArgument("image_topic", "/camera/color/image_raw", "colour image topic (depth node input)"),
+        LaunchArgument("camera_info_topic", "/camera/color/camera_info", "colour camera_info topic"),
+        LaunchArgument("depth_topic", "/camera/depth/image_raw", "ground-truth depth topic"),
+        LaunchArgument("depth_camera_info_topic", "", "ground-truth camera_info topic (only used to register)"),
+        LaunchArgument("params_file", "", "depth node parameter YAML; empty = the package's config/depth.yaml"),
+        LaunchArgument("namespace", "", "namespace of both nodes and their topics"),
+        LaunchArgument("checkpoint", "", "checkpoint file; empty = the params file's value (default: bundled)"),
+        LaunchArgument("device", "", "auto | cpu | cuda[:N]; empty = the params file's value"),
+        LaunchArgument("output_dir", "eval_report", "report folder"),
+        LaunchArgument("slop", str(DEFAULT_SLOP), "max |stamp difference| in s between prediction and ground truth"),
+        LaunchArgument("max_depth", "10.0", "metres scored (the depth node publishes NaN beyond its own max_depth)"),
+        LaunchArgument("rate", "1.0", "bag playback rate (lower it when the model is slower than the bag)"),
+        LaunchArgument("idle_timeout", "5.0", "s without messages before the evaluator writes the report and exits"),
+        LaunchArgument("extrinsic", "", "depth-to-colour 'tx ty tz qx qy qz qw' when the ground truth needs registration"),
+    )
+
+
+def eval_nodes(
+    image_topic: str = "/camera/color/image_raw",
+    camera_info_topic: str = "/camera/color/camera_info",
+    depth_topic: str = "/camera/depth/image_raw",
+    depth_camera_info_topic: str = "",
+    params_file: str = "",
+    namespace: str = "",
+    checkpoint: str = "",
+    device: str = "",
+    output_dir: str = "eval_report",
+    slop: str | float = DEFAULT_SLOP,
+    max_depth: str | float = 10.0,
+    idle_timeout: str | float = 5.0,
+    extrinsic: str = "",
+    depth_parameters: dict[str, Any] | None = None,
+    evaluator_parameters: dict[str, Any] | None = None,
+    **_: Any,
+) -> list[Any]:
+    """NodeSpecs of the eval launch: the depth node (as `depth_nodes` builds it) and the evaluator.
+
+    String arguments come straight from launch arguments ("" = default); `*_parameters` override.
+    """
+    from .launch_description import NodeSpec, depth_nodes, normalize_namespace
+
+    camera_info_topic = camera_info_topic or "/camera/color/camera_info"  # "" would be an invalid remapping
+    nodes = depth_nodes(params_file=params_file, namespace=namespace, image_topic=image_topic,
+                        camera_info_topic=camera_info_topic, checkpoint=checkpoint, device=device,
+                        extra_parameters=depth_parameters)
+    params: dict[str, Any] = {"output_dir": str(Path(output_dir or "eval_report").expanduser().resolve()),
+                              "slop": float(slop), "max_depth": float(max_depth), "idle_timeout": float(idle_timeout),
+                              **({"extrinsic": str(extrinsic)} if extrinsic else {})}
+    params.update(evaluator_parameters or {})
+    remaps = [("image", image_topic), ("ground_truth", depth_topic)]
+    if depth_camera_info_topic:
+        remaps.append(("ground_truth/camera_info", depth_camera_info_topic))
+    evaluator = NodeSpec(package="fusanet", executable="evaluator_node", module="fusanet_ros.evaluator_node",
+                         name="evaluator", namespace=normalize_namespace(namespace), parameters=tuple(params.items()),
+                         remappings=tuple(remaps))
+    return [*nodes, evaluator]
+
+
+def eval_player(bag: str, topics: Sequence[str], rate: str | float = 1.0, python: str | None = None) -> list[str]:
+    """Command line of the bag player (`fusanet play`) for the eval launch.
+
+    It waits for a subscriber on each played topic: the depth node subscribes to camera_info only
+    once its model is loaded, so no frame is played into a node that is not ready.
+    """
+    if not float(rate) > 0:
+        raise ValueError(f"rate must be > 0, got {rate}")
+    return [python or sys.executable, "-m", "fusanet_ros.cli", "play", str(Path(bag).expanduser().resolve()),
+            "--rate", str(float(rate)), "--topics", *[t for t in topics if t], "--wait-for-subscribers", "120"]
+
+
+def eval_player_topics(values: dict[str, Any]) -> list[str]:
+    """Topics the eval launch plays from the bag: colour image and camera_info, ground truth (+ its camera_info)."""
+    defaults = {a.name: a.default for a in eval_arguments()}
+    names = ("image_topic", "camera_info_topic", "depth_topic", "depth_camera_info_topic")
+    return [t for t in (str(values.get(n) or defaults[n]) for n in names) if t]
+
+
+def run_eval_launch(values: dict[str, Any], domain_id: int | None = None, log_dir: str | Path | None = None,
+                    timeout: float | None = None) -> int:
+    """The eval launch as processes (pip installs): depth node + evaluator, then the bag player.
+
+    The player starts once the graph shows both nodes subscribed and the depth output matched
+    (no frame is played into a node that is still loading its model); the run ends when the
+    evaluator has written its report and exited (idle timeout, max_frames) or on SIGINT/SIGTERM
+    (forwarded to the evaluator, which then writes the report); the other processes are stopped
+    afterwards. Returns the evaluator's exit status.
+    """
+    import os
+    import signal
+    import time
+
+    from .runner import Runner, dds_env
+
+    env = dds_env(domain_id)
+    runner = Runner(eval_nodes(**values), env, log_dir=log_dir)
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _f: received.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+    try:
+        runner.start()
+        evaluator = next(proc for name, proc in runner.procs if name == "evaluator")
+        if values.get("bag"):
+            domain = int(env.get("ROS_DOMAIN_ID") or os.environ.get("ROS_DOMAIN_ID") or 0)
+            if not _wait_until_ready(runner, domain, values, lambda: bool(received) or time.monotonic() > deadline):
+                log.error("the depth node and the evaluator did not come up: not playing the bag")
+            else:
+                player = eval_player(values["bag"], eval_player_topics(values), values.get("rate", 1.0))
+                runner.start_process("player", player)
+        while evaluator.poll() is None and not received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if evaluator.poll() is None:  # interrupted or timed out: the evaluator writes its report on SIGINT
+            evaluator.send_signal(signal.SIGINT)
+            evaluator.wait(30)
+        return int(evaluator.returncode or 0)
+    finally:
+        runner.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _wait_until_ready(runner: Any, domain: int, values: dict[str, Any], give_up: Any) -> bool:
+    """Wait, with a probe node, until both nodes subscribe to the image and the depth output is matched."""
+    from .harness import Probe
+    from .launch_description import normalize_namespace
+
+    namespace = normalize_namespace(str(values.get("namespace") or ""))
+    image = str(values.get("image_topic") or "/camera/color/image_raw")
+    image = image if image.startswith("/") else f"{namespace}/{image}"
+    depth = f"{namespace}/depth"
+    with Probe(domain, "fusanet_eval_launcher") as probe:
+        node = probe.node
+
+        def ready() -> bool:
+            if give_up() or len(runner.running()) < len(runner.procs):
+                raise _Abort
+            return node.count_subscribers(image) >= 2 and node.count_publishers(depth) >= 1 and node.count_subscribers(depth) >= 1
+
+        try:
+            probe.spin_until(ready, 1e9)
+        except _Abort:
+            return False
+        probe.spin_for(1.0)  # discovery is per pair: give the depth output time to match the evaluator
+    return True
+
+
+class _Abort(Exception):
+    """Stop waiting (a node died, a signal arrived or the time is up)."""

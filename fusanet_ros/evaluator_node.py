@@ -1,0 +1,459 @@
+"""`evaluator_node`: live accuracy, latency and drops of a depth node against ground-truth depth.
+
+Subscribes:
+    depth (sensor_msgs/Image 32FC1 metres, NaN invalid | 16UC1 mm, 0 invalid): the predictions,
+        each carrying the header (stamp) of its input image
+    ground_truth (16UC1/mono16 times `gt_depth_scale`, or 32FC1 metres): reference depth
+    image (sensor_msgs/Image): the depth node's input, for latency (prediction arrival minus
+        input arrival, both measured here on one clock) and drops (inputs that never got a
+        prediction); optional
+    depth/camera_info (the depth node publishes it beside `depth`: the colour camera at the
+        prediction's size) and ground_truth/camera_info (sensor_msgs/CameraInfo): only with
+        `register:=always` or an `extrinsic`, to register ground truth that comes from another
+        camera; otherwise ground truth is taken as registered unless its frame_id differs from the
+        prediction's. (Not the input camera_info: a bag player waiting for a subscriber on it must
+        wait for the depth node, not for the evaluator.)
+
+Each prediction is paired with the ground truth of the nearest stamp within `slop` (0 = exact),
+scored with fusanet_core.metrics (see fusanet_ros.eval_report for the policies) and, at the end,
+the report is written: on SIGINT / shutdown, after `idle_timeout` seconds without messages, or once
+`max_frames` predictions arrived. Pending maps are capped by count and by stamp age, so memory
+stays bounded on endless streams. Callbacks only record arrival times and pair stamps; scoring runs
+in a worker thread so that a slow frame does not delay the next arrival time.
+
+Exit status: 0 with a report, 3 when the report was written but no frame could be scored,
+2 for invalid parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import sys
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+
+from . import conversions as conv
+from .bag_eval import REGISTER_MODES, camera_model, check_slop, ground_truth_depth, header_stamp_ns, parse_crop
+from .eval_report import EvalSettings, Evaluation
+from .registration import Registration, parse_extrinsic, registration_reason
+
+NODE_NAME = "evaluator"
+EXIT_NOTHING_SCORED = 3
+
+# name -> (default, description)
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    "output_dir": ("eval_report", "folder for report.json, report.md and the plots"),
+    "slop": (0.05, "max |stamp difference| in s between a prediction and its ground truth; 0 = exact stamps"),
+    "gt_depth_scale": (0.001, "metres per unit of 16UC1/mono16 ground truth (0.001 = mm)"),
+    "min_depth": (1e-3, "metres; ground truth below is not scored"),
+    "max_depth": (10.0, "metres; ground truth above is not scored, predictions are clipped to it"),
+    "crop": ("", "'' | eigen_nyu | garg | eigen_kitti | 'top,bottom,left,right'"),
+    "idle_timeout": (0.0, "s without any message (after the first) before the report is written and the node exits; 0 = off"),
+    "max_frames": (0, "write the report and exit once this many predictions arrived; 0 = off"),
+    "max_pending": (100, "cap on each map of frames waiting for a partner"),
+    "pending_max_age": (5.0, "s: frames older than the newest stamp minus this are settled (dropped / unpaired)"),
+    "register": ("auto", "register ground truth into the colour camera: auto (camera_infos or frame_ids differ) | always | never"),
+    "extrinsic": ("", "depth-to-colour 'tx ty tz qx qy qz qw' (p_colour = R p_depth + t), needed to register"),
+    "max_panels": (4, "RGB | ground truth | prediction | error panels kept for the report"),
+    "qos.reliability": ("best_effort", "subscriptions: best_effort (matches any publisher) | reliable"),
+    "qos.depth": (30, "keep-last depth of the subscriptions"),
+}
+IMAGE_CACHE = 8  # input images kept for panels: predictions arrive a few frames after their input
+
+
+@dataclass(frozen=True)
+class EvaluatorSettings:
+    """Validated parameters (see PARAMETERS)."""
+
+    output_dir: Path
+    slop_ns: int
+    gt_depth_scale: float
+    eval: EvalSettings
+    idle_timeout: float
+    max_frames: int
+    max_pending: int
+    max_age_ns: int
+    register: str
+    extrinsic: Any
+    qos_reliability: str
+    qos_depth: int
+
+
+def validate_settings(values: dict[str, Any]) -> EvaluatorSettings:
+    """Check every parameter; ValueError names the first bad one."""
+    def positive(name: str, allow_zero: bool = False) -> float:
+        value = float(values[name])
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            raise ValueError(f"parameter {name} must be {'>= 0' if allow_zero else '> 0'}, got {values[name]!r}")
+        return value
+
+    register = str(values["register"])
+    if register not in REGISTER_MODES:
+        raise ValueError(f"parameter register must be one of {', '.join(REGISTER_MODES)}, got {register!r}")
+    reliability = str(values["qos.reliability"])
+    if reliability not in ("best_effort", "reliable"):
+        raise ValueError(f"parameter qos.reliability must be best_effort or reliable, got {reliability!r}")
+    text = str(values["extrinsic"]).replace(",", " ").split()
+    try:
+        extrinsic = parse_extrinsic([float(v) for v in text]) if text else None
+    except ValueError as err:
+        raise ValueError(f"parameter extrinsic: {err}") from None
+    return EvaluatorSettings(
+        output_dir=Path(str(values["output_dir"]) or "eval_report").expanduser(),
+        slop_ns=check_slop(float(values["slop"])),
+        gt_depth_scale=positive("gt_depth_scale"),
+        eval=EvalSettings(float(values["min_depth"]), float(values["max_depth"]), parse_crop(str(values["crop"])),
+                          max_panels=int(positive("max_panels", True))),
+        idle_timeout=positive("idle_timeout", True),
+        max_frames=int(positive("max_frames", True)),
+        max_pending=max(1, int(positive("max_pending"))),
+        max_age_ns=int(positive("pending_max_age") * 1e9),
+        register=register,
+        extrinsic=extrinsic,
+        qos_reliability=reliability,
+        qos_depth=max(1, int(positive("qos.depth"))),
+    )
+
+
+# ----------------------------------------------------------------------------------- pairing
+@dataclass
+class Settled:
+    """A prediction or input frame whose fate is decided (a pair to score, or a miss)."""
+
+    stamp_ns: int
+    status: str  # "pair" | "unpaired" | "dropped"
+    pred: Any = None
+    gt: Any = None
+    gt_stamp_ns: int | None = None
+    latency_ms: float | None = None
+    image: Any = None
+
+
+class StampPairing:
+    """Pairs predictions with ground truth and inputs by stamp; ROS-free and single-threaded.
+
+    A prediction is settled when a ground truth with its exact stamp is in, when a ground truth
+    at least `slop` newer has arrived (no closer one can follow on a time-ordered topic), or when
+    it ages out / on `flush`. Inputs that never got a prediction are settled as dropped.
+    """
+
+    def __init__(self, slop_ns: int, max_pending: int = 100, max_age_ns: int = 5_000_000_000) -> None:
+        self.slop_ns, self.max_pending, self.max_age_ns = slop_ns, max_pending, max_age_ns
+        self.inputs: OrderedDict[int, float] = OrderedDict()  # stamp -> arrival (s)
+        self.images: OrderedDict[int, Any] = OrderedDict()  # stamp -> input message (panels)
+        self.early: OrderedDict[int, None] = OrderedDict()  # predictions seen before their input
+        self.preds: OrderedDict[int, tuple[Any, float | None]] = OrderedDict()
+        self.gts: OrderedDict[int, Any] = OrderedDict()
+        self.newest = -math.inf
+        self.newest_gt = -math.inf
+        self.counts = {"inputs": 0, "predictions": 0, "ground_truth": 0}
+
+    def on_input(self, stamp: int, arrival: float, msg: Any = None) -> list[Settled]:
+        self.counts["inputs"] += 1
+        if stamp in self.early:  # its prediction came first: nothing left to wait for
+            del self.early[stamp]
+            return self._prune()
+        self.inputs[stamp] = arrival
+        if msg is not None:
+            self.images[stamp] = msg
+            while len(self.images) > IMAGE_CACHE:
+                self.images.popitem(last=False)
+        self._seen(stamp)
+        return self._prune()
+
+    def on_prediction(self, stamp: int, arrival: float, msg: Any) -> list[Settled]:
+        self.counts["predictions"] += 1
+        sent = self.inputs.pop(stamp, None)
+        if sent is None:
+            self.early[stamp] = None
+            while len(self.early) > self.max_pending:
+                self.early.popitem(last=False)
+        self.preds[stamp] = (msg, None if sent is None else (arrival - sent) * 1000.0)
+        self._seen(stamp)
+        return self._match() + self._prune()
+
+    def on_ground_truth(self, stamp: int, msg: Any) -> list[Settled]:
+        self.counts["ground_truth"] += 1
+        self.gts[stamp] = msg
+        self.newest_gt = max(self.newest_gt, stamp)
+        self._seen(stamp)
+        return self._match() + self._prune()
+
+    def flush(self) -> list[Settled]:
+        """Settle everything still pending (end of the run)."""
+        out = [self._settle(stamp) for stamp in list(self.preds)]
+        out += [Settled(stamp, "dropped") for stamp in self.inputs]
+        self.inputs.clear()
+        return out
+
+    def _seen(self, stamp: int) -> None:
+        self.newest = max(self.newest, stamp)
+
+    def _match(self) -> list[Settled]:
+        ready = [s for s in self.preds if s in self.gts or self.newest_gt >= s + self.slop_ns]
+        return [self._settle(s) for s in ready]
+
+    def _settle(self, stamp: int) -> Settled:
+        msg, latency = self.preds.pop(stamp)
+        image = self.images.pop(stamp, None)
+        gt_stamp = self._nearest_gt(stamp)
+        if gt_stamp is None:
+            return Settled(stamp, "unpaired", pred=msg, latency_ms=latency)
+        return Settled(stamp, "pair", msg, self.gts[gt_stamp], gt_stamp, latency, image)
+
+    def _nearest_gt(self, stamp: int) -> int | None:
+        best = min(self.gts, key=lambda g: (abs(g - stamp), g), default=None)
+        return best if best is not None and abs(best - stamp) <= self.slop_ns else None
+
+    def _prune(self) -> list[Settled]:
+        """Settle / forget what is too old or over the caps."""
+        horizon = self.newest - self.max_age_ns
+        out: list[Settled] = []
+        while self.preds and (next(iter(self.preds)) < horizon or len(self.preds) > self.max_pending):
+            out.append(self._settle(next(iter(self.preds))))
+        while self.inputs and (next(iter(self.inputs)) < horizon or len(self.inputs) > self.max_pending):
+            out.append(Settled(self.inputs.popitem(last=False)[0], "dropped"))
+        # Ground truth stays one slop longer: a late prediction may still pair with it.
+        while self.gts and (min(self.gts) < horizon - self.slop_ns or len(self.gts) > self.max_pending):
+            del self.gts[min(self.gts)]
+        return out
+
+
+# -------------------------------------------------------------------------------------- node
+class EvaluatorNode(Node):
+    """The live evaluator (see the module docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=True))
+        self.settings = validate_settings({name: self.get_parameter(name).value for name in PARAMETERS})
+        self.evaluation = Evaluation(self.settings.eval)
+        self.pairing = StampPairing(self.settings.slop_ns, self.settings.max_pending, self.settings.max_age_ns)
+        self.done = threading.Event()
+        self._infos: dict[str, Any] = {"color": None, "gt": None}
+        self._registrations: dict[tuple[Any, Any], Registration] = {}
+        self._queue: queue.Queue[Settled | None] = queue.Queue(maxsize=self.settings.max_pending)
+        self._index = 0
+        self._queue_full = 0
+        self._last_warning = -math.inf
+        self._last_message: float | None = None
+        self._started = time.monotonic()
+        self._worker = threading.Thread(target=self._work, name="fusanet_eval", daemon=True)
+        self._worker.start()
+        self._subscribe()
+        self.create_timer(0.25, self._check_idle)
+        s = self.settings
+        self.get_logger().info(
+            f"evaluating {self.resolve_topic_name('depth')} against {self.resolve_topic_name('ground_truth')} "
+            f"(slop {s.slop_ns / 1e9:g} s, {s.eval.min_depth:g}-{s.eval.max_depth:g} m); report -> {s.output_dir}")
+
+    def _subscribe(self) -> None:
+        s = self.settings
+        reliability = ReliabilityPolicy.RELIABLE if s.qos_reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        qos = QoSProfile(depth=s.qos_depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
+        self.create_subscription(Image, "image", self._on_image, qos)
+        self.create_subscription(Image, "depth", self._on_prediction, qos)
+        self.create_subscription(Image, "ground_truth", self._on_ground_truth, qos)
+        if s.register == "always" or (s.register == "auto" and s.extrinsic is not None):
+            self.create_subscription(CameraInfo, "depth/camera_info", self._on_color_info, qos)
+            self.create_subscription(CameraInfo, "ground_truth/camera_info", self._on_gt_info, qos)
+
+    # ------------------------------------------------------------------------- callbacks
+    def _on_image(self, msg: Image) -> None:
+        now = self._touch()
+        self._dispatch(self.pairing.on_input(header_stamp_ns(msg), now, msg))
+
+    def _on_prediction(self, msg: Image) -> None:
+        now = self._touch()
+        self._dispatch(self.pairing.on_prediction(header_stamp_ns(msg), now, msg))
+        if self.settings.max_frames and self.pairing.counts["predictions"] >= self.settings.max_frames:
+            self.done.set()
+
+    def _on_ground_truth(self, msg: Image) -> None:
+        self._touch()
+        self._dispatch(self.pairing.on_ground_truth(header_stamp_ns(msg), msg))
+
+    def _on_color_info(self, msg: CameraInfo) -> None:
+        self._infos["color"] = msg  # one reference swap: the worker reads a consistent message
+
+    def _on_gt_info(self, msg: CameraInfo) -> None:
+        self._infos["gt"] = msg
+
+    def _touch(self) -> float:
+        self._last_message = time.monotonic()
+        return self._last_message
+
+    def _check_idle(self) -> None:
+        timeout = self.settings.idle_timeout
+        if timeout and self._last_message is not None and time.monotonic() - self._last_message > timeout:
+            self.get_logger().info(f"no message for {timeout:g} s: writing the report")
+            self.done.set()
+
+    def _dispatch(self, settled: list[Settled]) -> None:
+        for item in settled:
+            if self._queue.full():
+                # Blocking keeps every frame; the wait delays later arrival times, so say so.
+                self._queue_full += 1
+            self._queue.put(item)
+
+    # ---------------------------------------------------------------------------- worker
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            index, self._index = self._index, self._index + 1
+            try:
+                self._score(item, index)
+            except ValueError as err:  # bad message, registration impossible: the text says why
+                self._error(item, index, str(err))
+            except Exception as err:  # noqa: BLE001 - one bad frame must not end the evaluation
+                self._error(item, index, f"{type(err).__name__}: {err}")
+
+    def _error(self, item: Settled, index: int, message: str) -> None:
+        self.evaluation.add_missing(item.stamp_ns, "error", message, index=index, latency_ms=item.latency_ms)
+        self._log_throttled(f"frame {item.stamp_ns * 1e-9:.3f} s not scored: {message}")
+
+    def _log_throttled(self, text: str, period: float = 5.0) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= period:
+            self._last_warning = now
+            self.get_logger().warning(text)
+
+    def _score(self, item: Settled, index: int) -> None:
+        if item.status == "dropped":
+            self.evaluation.add_missing(item.stamp_ns, "dropped", "input image never got a prediction", index=index)
+            return
+        if item.status == "unpaired":
+            self.evaluation.add_missing(item.stamp_ns, "unpaired", f"no ground truth within {self.settings.slop_ns / 1e9:g} s",
+                                        index=index, latency_ms=item.latency_ms)
+            return
+        pred = conv.image_to_depth(item.pred)
+        gt = self._ground_truth(item.gt, str(item.pred.header.frame_id))
+        rgb = None
+        if item.image is not None:
+            try:
+                rgb = conv.image_to_rgb(item.image)
+            except ValueError:
+                rgb = None  # panels only: a non-colour input does not stop scoring
+        self.evaluation.add(item.stamp_ns, pred, gt, rgb, gt_stamp_ns=item.gt_stamp_ns, latency_ms=item.latency_ms, index=index)
+
+    def _ground_truth(self, msg: Image, color_frame: str) -> Any:
+        depth = ground_truth_depth(msg, self.settings.gt_depth_scale)
+        registration = self._registration(color_frame, str(msg.header.frame_id))
+        return registration.apply(depth) if registration is not None else depth
+
+    def _registration(self, color_frame: str, gt_frame: str) -> Registration | None:
+        """Registration for the current camera_infos, or None when the ground truth is in the colour camera."""
+        mode, infos = self.settings.register, dict(self._infos)
+        if mode == "never":
+            return None
+        color = camera_model(infos["color"]) if infos["color"] is not None else None
+        depth = camera_model(infos["gt"]) if infos["gt"] is not None else None
+        reason = registration_reason(color, depth, color_frame, gt_frame)
+        if reason is None and mode == "auto":
+            return None
+        reason = reason or "register:=always"
+        if self.settings.extrinsic is None:
+            raise ValueError(f"ground truth must be registered ({reason}): set the extrinsic parameter "
+                             "('tx ty tz qx qy qz qw', depth to colour; the node then reads both camera_infos)")
+        if color is None or depth is None:
+            raise ValueError(f"ground truth must be registered ({reason}) but no camera_info arrived on "
+                             f"{self.resolve_topic_name('depth/camera_info' if color is None else 'ground_truth/camera_info')}")
+        key = (color, depth)
+        if key not in self._registrations:
+            self._registrations[key] = Registration(depth, color, self.settings.extrinsic, f"extrinsic parameter ({reason})")
+            self.evaluation.note(f"ground truth registered into the colour camera: {reason}")
+        return self._registrations[key]
+
+    # ---------------------------------------------------------------------------- report
+    def finish(self) -> int:
+        """Settle what is pending, stop the worker, write the report; returns the exit status."""
+        self._dispatch(self.pairing.flush())
+        self._queue.put(None)
+        self._worker.join()
+        for name, value in self.pairing.counts.items():
+            self.evaluation.count(f"{name}_received", value)
+        if not self.pairing.counts["inputs"]:
+            self.evaluation.note(f"no input image arrived on {self.resolve_topic_name('image')}: latency and drops not measured")
+        if self._queue_full:
+            self.evaluation.count("scoring_queue_full", self._queue_full)
+            self.evaluation.note("the scoring queue was full at times: latency figures include that wait")
+        paths = self.evaluation.write(self.settings.output_dir, self._meta())
+        summary = self.evaluation.summary()
+        if summary is None:
+            self._say("ERROR", f"no frame could be scored; report: {paths['markdown']}")
+            return EXIT_NOTHING_SCORED
+        latency = self.evaluation.latency()
+        lat = f", latency p50 {latency['p50']:.0f} ms" if latency else ""
+        self._say("INFO", f"{summary['n_images']} frames scored: rmse {summary['rmse']:.3f} m, abs_rel {summary['abs_rel']:.3f}, "
+                          f"delta1 {summary['delta1']:.3f}{lat}; report: {paths['markdown']}")
+        return 0
+
+    def _say(self, level: str, text: str) -> None:
+        """Log through the node while its context lives; after Ctrl-C (context shut down) the
+        node logger cannot reach /rosout any more, so write the line to stderr directly."""
+        if self.context.ok():
+            (self.get_logger().error if level == "ERROR" else self.get_logger().info)(text)
+        else:
+            print(f"[{level}] [{NODE_NAME}]: {text}", file=sys.stderr, flush=True)
+
+    def _meta(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "mode": "live (evaluator_node)",
+            "prediction_topic": self.resolve_topic_name("depth"),
+            "ground_truth_topic": self.resolve_topic_name("ground_truth"),
+            "input_topic": self.resolve_topic_name("image"),
+            "pairing": f"nearest ground-truth header stamp within {s.slop_ns / 1e9:g} s of the prediction's stamp",
+            "latency": "prediction arrival minus input image arrival, both at this node (same clock)",
+            "drops": "input images with no prediction by the end (or older than pending_max_age)",
+            "registration": f"{s.register}" + (f", extrinsic {s.extrinsic.as_list()}" if s.extrinsic else ""),
+            "gt_depth_scale": f"{s.gt_depth_scale:g} m per unit of 16UC1/mono16 ground truth",
+            "duration_s": round(time.monotonic() - self._started, 3),
+        }
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script `evaluator_node`; the report is written however the node ends."""
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = EvaluatorNode()
+        while rclpy.ok() and not node.done.is_set():
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, FileNotFoundError, OSError, rclpy.exceptions.ParameterException) as err:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        rclpy.logging.get_logger(NODE_NAME).error(f"cannot start: {text}")
+        return 2
+    finally:
+        if node is not None:
+            code = _finish(node)
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+def _finish(node: EvaluatorNode) -> int:
+    try:
+        return node.finish()
+    except (OSError, ValueError) as err:  # e.g. an unwritable output_dir: say so in one line
+        node._say("ERROR", f"cannot write the report: {err}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

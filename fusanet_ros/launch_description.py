@@ -1,0 +1,174 @@
+"""One plain-data launch description for the depth node, used by both start-up paths.
+
+`launch/depth.launch.py` turns each `NodeSpec` into a `launch_ros.actions.Node` (ROS 2 installs),
+and `fusanet launch depth` (`fusanet_ros.runner`) turns the same specs into process command lines
+with `--ros-args` (pip installs, where `launch`/`launch_ros` do not exist). Keeping the nodes,
+parameters and remappings here means the two cannot drift apart; a test checks they agree.
+
+No ROS import here: this module must load under `ros2 launch` and in the plain runner alike.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGE = "fusanet"
+_SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class LaunchArgument:
+    """A launch argument: `name:=value` for ros2 launch, `--name` for the runner."""
+
+    name: str
+    default: str
+    description: str
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """Everything needed to start one node, in either launch system."""
+
+    package: str
+    executable: str  # console script (ROS 2 installs)
+    module: str  # python -m target (runner)
+    name: str
+    namespace: str = ""
+    params_files: tuple[str, ...] = ()
+    parameters: tuple[tuple[str, Any], ...] = ()  # applied after the files, in order
+    remappings: tuple[tuple[str, str], ...] = ()
+
+    def launch_ros_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of launch_ros.actions.Node."""
+        params: list[Any] = list(self.params_files)
+        if self.parameters:
+            params.append(dict(self.parameters))
+        return {
+            "package": self.package,
+            "executable": self.executable,
+            "name": self.name,
+            "namespace": self.namespace,
+            "parameters": params,
+            "remappings": list(self.remappings),
+            "output": "screen",
+        }
+
+    def ros_args(self) -> list[str]:
+        """`--ros-args ...` as launch_ros passes them: name, namespace, params files, then
+        parameter overrides, then remappings."""
+        args = ["--ros-args", "-r", f"__node:={self.name}"]
+        if self.namespace:
+            args += ["-r", f"__ns:={normalize_namespace(self.namespace)}"]
+        for path in self.params_files:
+            args += ["--params-file", path]
+        for key, value in self.parameters:
+            args += ["-p", f"{key}:={format_param_value(value)}"]
+        for src, dst in self.remappings:
+            args += ["-r", f"{src}:={dst}"]
+        return args
+
+    def command(self, python: str | None = None) -> list[str]:
+        """Command line of the node as a process of this Python (the ROS wheels re-exec it)."""
+        return [python or sys.executable, "-m", self.module, *self.ros_args()]
+
+
+def normalize_namespace(namespace: str) -> str:
+    """'' stays ''; 'robot1' and '/robot1/' become '/robot1' (what launch_ros does)."""
+    namespace = namespace.strip().strip("/")
+    return f"/{namespace}" if namespace else ""
+
+
+def format_param_value(value: Any) -> str:
+    """A value as YAML flow text, the syntax `-p name:=value` parses (strings quoted when needed)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return text[: -len("...")].strip() if text.endswith("...") else text
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """'name:=value' -> (name, typed value), the same parsing as `ros2 run ... -p`."""
+    name, sep, value = text.partition(":=")
+    if not sep or not name.strip():
+        raise ValueError(f"parameter must look like name:=value, got {text!r}")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return name.strip(), parsed
+
+
+def share_dir() -> Path:
+    """The package's share folder: ament index (ROS 2 install), pip data_files, or the source tree."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            return Path(get_package_share_directory(PACKAGE))
+        except (PackageNotFoundError, OSError):  # OSError: no AMENT_PREFIX_PATH (pip install)
+            pass
+    except ImportError:
+        pass
+    for candidate in (Path(sys.prefix) / "share" / PACKAGE, _SOURCE_ROOT):
+        if (candidate / "config" / "depth.yaml").is_file():
+            return candidate
+    return _SOURCE_ROOT
+
+
+def default_params_file() -> str:
+    return str(share_dir() / "config" / "depth.yaml")
+
+
+def fastdds_profile() -> str:
+    return str(share_dir() / "config" / "fastdds_shm.xml")
+
+
+DEPTH_ARGUMENTS: tuple[LaunchArgument, ...] = (
+    LaunchArgument("params_file", "", "node parameter YAML; empty = the package's config/depth.yaml"),
+    LaunchArgument("namespace", "", "namespace of the node and its outputs"),
+    LaunchArgument("image_topic", "/camera/color/image_raw", "input colour image topic"),
+    LaunchArgument("camera_info_topic", "/camera/color/camera_info", "input camera_info topic"),
+    LaunchArgument("sparse_points_topic", "sparse_points", "optional sparse points (PointCloud2 or depth Image)"),
+    LaunchArgument("checkpoint", "", "checkpoint file; empty = the params file's value (default: bundled)"),
+    LaunchArgument("device", "", "auto | cpu | cuda[:N]; empty = the params file's value"),
+)
+
+
+def depth_nodes(
+    params_file: str = "",
+    namespace: str = "",
+    image_topic: str = "/camera/color/image_raw",
+    camera_info_topic: str = "/camera/color/camera_info",
+    sparse_points_topic: str = "sparse_points",
+    checkpoint: str = "",
+    device: str = "",
+    extra_parameters: dict[str, Any] | None = None,
+) -> list[NodeSpec]:
+    """The depth launch: one depth_node with its parameters and remappings.
+
+    String arguments come straight from launch arguments ("" = not given). `extra_parameters`
+    (the runner's --param) are applied last.
+    """
+    params: dict[str, Any] = {}
+    if checkpoint:
+        params["checkpoint"] = str(Path(checkpoint).expanduser().resolve())
+    if device:
+        params["device"] = device
+    params.update(extra_parameters or {})
+    node = NodeSpec(
+        package=PACKAGE,
+        executable="depth_node",
+        module="fusanet_ros.depth_node",
+        name="depth_node",
+        namespace=normalize_namespace(namespace),
+        params_files=(params_file or default_params_file(),),
+        parameters=tuple(params.items()),
+        remappings=(("image", image_topic), ("camera_info", camera_info_topic), ("sparse_points", sparse_points_topic)),
+    )
+    return [node]
+
+
+LAUNCHES = {"depth": (DEPTH_ARGUMENTS, depth_nodes)}

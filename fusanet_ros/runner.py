@@ -1,0 +1,224 @@
+"""Start launch-description nodes as processes, without `ros2 launch` (pip-only ROS 2 installs).
+
+Each `NodeSpec` becomes `python -m module --ros-args ...` run by this venv's interpreter (the ROS
+wheels re-exec Python with their library path, so children must use the same `sys.executable`),
+with the DDS environment this machine needs (DESIGN.md section 5):
+
+* ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST unless the caller set a range,
+* a ROS_DOMAIN_ID (the caller's, or one picked per run for isolated runs such as the demo),
+* FASTDDS_DEFAULT_PROFILES_FILE = the shipped profile raising the shared-memory segment to 32 MB,
+  without which best-effort VGA images are silently lost between processes.
+
+SIGINT/SIGTERM are forwarded to the children (each runs in its own session, so a terminal Ctrl-C
+reaches them once, through us); children still running after a grace period get SIGTERM, then
+SIGKILL. Shared-memory files that dead participants leave in /dev/shm are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import IO, Sequence
+
+from .launch_description import NodeSpec, fastdds_profile
+
+log = logging.getLogger(__name__)
+
+SHM_DIR = Path("/dev/shm")
+DOMAIN_RANGE = (100, 200)  # per-run domains stay clear of the default 0 and common small ids
+
+
+def dds_env(domain_id: int | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for ROS 2 processes on this host (see the module docstring).
+
+    Args:
+        domain_id: ROS_DOMAIN_ID to force; None keeps the caller's (ROS default 0 if unset).
+        base: environment to start from (default os.environ).
+    """
+    env = dict(os.environ if base is None else base)
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    if domain_id is not None:
+        env["ROS_DOMAIN_ID"] = str(int(domain_id))
+    profile = fastdds_profile()
+    if not env.get("FASTDDS_DEFAULT_PROFILES_FILE") and Path(profile).is_file():
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
+    env["PYTHONUNBUFFERED"] = "1"  # node logs appear as they happen
+    return env
+
+
+def pick_domain_id(rng: random.Random | None = None) -> int:
+    """A random ROS_DOMAIN_ID in DOMAIN_RANGE whose Fast DDS ports no live process holds."""
+    rng = rng or random.Random()
+    busy = {name for name in shm_files() if name.startswith("fastdds_port") and _held(name)}
+    for _ in range(50):
+        domain = rng.randint(*DOMAIN_RANGE)
+        base = 7400 + 250 * domain  # RTPS port mapping: PB + DG * domain (+ offsets below 250)
+        if not any(f"fastdds_port{port}" in busy for port in range(base, base + 250)):
+            return domain
+    return rng.randint(*DOMAIN_RANGE)
+
+
+def shm_files() -> set[str]:
+    """Names of the Fast DDS files in /dev/shm."""
+    try:
+        return {p.name for p in SHM_DIR.iterdir() if "fastdds" in p.name}
+    except OSError:
+        return set()
+
+
+def _held(name: str) -> bool:
+    """True while a live participant holds the lock file of a Fast DDS segment or port."""
+    lock = SHM_DIR / (name if name.endswith("_el") else f"{name}_el")
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def remove_stale_shm(candidates: set[str]) -> list[str]:
+    """Remove Fast DDS files among `candidates` whose owner is gone (lock file not held).
+
+    Only files that appeared during our run are candidates, so other users' segments are never
+    touched; a segment still locked by a live process is kept.
+    """
+    removed = []
+    for name in sorted(candidates):
+        if name.startswith("sem.fastdds_port"):
+            port = name[len("sem."):].removesuffix("_mutex")
+            stale = port not in candidates or not _held(port)
+        elif name.startswith("fastdds_"):
+            stale = not _held(name)
+        else:
+            continue
+        if stale:
+            try:
+                (SHM_DIR / name).unlink()
+                removed.append(name)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                log.debug("cannot remove %s: %s", name, err)
+    return removed
+
+
+class Runner:
+    """Processes of a launch description: start, wait, forward signals, stop and clean up."""
+
+    def __init__(self, specs: Sequence[NodeSpec], env: dict[str, str] | None = None, log_dir: str | Path | None = None,
+                 extra: Sequence[tuple[str, list[str]]] = ()) -> None:
+        """
+        Args:
+            specs: nodes to start.
+            env: environment of the children (default `dds_env()`).
+            log_dir: write each child's output to <log_dir>/<name>.log instead of the terminal.
+            extra: additional (name, command) processes (e.g. a bag player), started after the nodes.
+        """
+        self.commands = [(spec.name, spec.command()) for spec in specs] + list(extra)
+        self.env = env if env is not None else dds_env()
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self._logs: list[IO[bytes]] = []
+        self._shm_before: set[str] = set()
+
+    def start(self) -> Runner:
+        self._shm_before = shm_files()
+        for name, cmd in self.commands:
+            self.start_process(name, cmd)
+        return self
+
+    def start_process(self, name: str, cmd: list[str]) -> subprocess.Popen:
+        """Start one more process under this runner (same env, same clean-up)."""
+        out: IO[bytes] | None = None
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{name}.log", "wb")
+            self._logs.append(out)
+        log.debug("starting %s: %s", name, " ".join(cmd))
+        proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        self.procs.append((name, proc))
+        return proc
+
+    def running(self) -> list[str]:
+        return [name for name, proc in self.procs if proc.poll() is None]
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait until every process has exited (or timeout); the worst exit code (0 if all fine).
+
+        Raises:
+            subprocess.TimeoutExpired: still running after `timeout`.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for _, proc in self.procs:
+            proc.wait(None if deadline is None else max(deadline - time.monotonic(), 0.01))
+        return self.exit_code()
+
+    def exit_code(self) -> int:
+        codes = [proc.returncode for _, proc in self.procs if proc.returncode is not None]
+        bad = [c for c in codes if c not in (0, -signal.SIGINT, -signal.SIGTERM)]
+        return abs(bad[0]) if bad else 0
+
+    def signal_all(self, sig: int) -> None:
+        for _, proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(sig)
+                except ProcessLookupError:
+                    pass
+
+    def stop(self, grace: float = 10.0) -> int:
+        """SIGINT, then SIGTERM after `grace` s, then SIGKILL; closes logs and removes stale SHM."""
+        for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+            if not self.running():
+                break
+            self.signal_all(sig)
+            deadline = time.monotonic() + wait
+            while self.running() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        for handle in self._logs:
+            handle.close()
+        self._logs.clear()
+        removed = remove_stale_shm(shm_files() - self._shm_before)
+        if removed:
+            log.debug("removed stale shared-memory files: %s", ", ".join(removed))
+        return self.exit_code()
+
+    def __enter__(self) -> Runner:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_foreground(runner: Runner) -> int:
+    """Run until all processes exit or SIGINT/SIGTERM arrives (forwarded), then clean up."""
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        runner.signal_all(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        runner.start()
+        while runner.running() and not received:
+            time.sleep(0.1)
+        code = runner.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return code

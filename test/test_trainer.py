@@ -1,0 +1,173 @@
+"""Trainer: schedule, checkpoints, bitwise-exact resume, NaN guard, 2-process DDP on CPU."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from fusanet_core.checkpoint import load_model, read_checkpoint
+from fusanet_core.config import config_from_dict
+from fusanet_core.datasets import build_dataset, collate
+from fusanet_core.model import build_model
+from fusanet_core.task import DepthTask, batch_to
+from fusanet_core.trainer import Trainer, TrainingError, lr_at
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample" / "tum_rgbd"
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    """Trainer configs here use one thread (fast on a shared 2-core machine); restore after."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(out_dir: Path, **train) -> dict:
+    """Tiny preset at 48x64; six training frames (the sample twice), batch 2 -> 3 steps/epoch."""
+    return {
+        "preset": "tiny",
+        "inference": {"input_size": [48, 64]},
+        "data": {"train": [f"{SAMPLE}/manifest.csv", str(SAMPLE)], "val": [f"{SAMPLE}/manifest.csv[0:2]"],
+                 "image_size": [48, 64]},
+        "train": {"epochs": 1, "batch_size": 2, "out_dir": str(out_dir), "threads": 1, "log_every": 1, **train},
+    }
+
+
+def test_lr_schedule_is_the_papers():
+    cfg = config_from_dict({})
+    assert lr_at(1, cfg) == lr_at(9, cfg) == pytest.approx(7e-4)
+    assert lr_at(10, cfg) == lr_at(14, cfg) == pytest.approx(7e-4 * 0.95)
+    assert lr_at(15, cfg) == pytest.approx(7e-4 * 0.95**2)
+    assert lr_at(150, cfg) == pytest.approx(7e-4 * 0.95**29)
+    with pytest.raises(ValueError, match="1-based"):
+        lr_at(0, cfg)
+
+
+def test_task_loss_has_both_passes_and_gradients():
+    cfg = config_from_dict(tiny_config(Path("unused")))
+    torch.manual_seed(0)
+    dataset = build_dataset(str(SAMPLE), cfg, train=True)
+    batch = batch_to(collate([dataset[(0, 1)], dataset[(1, 2)]]), "cpu")
+    model = build_model(cfg)
+    result = DepthTask(cfg)(model, batch, epoch=1)
+    assert {"loss", "final", "pass1", "l_log", "l_sparse", "l_hessian"} <= set(result)
+    assert torch.isfinite(result["loss"]) and result["loss"].requires_grad
+    assert result["loss"].item() == pytest.approx(result["final"].item() + 0.5 * result["pass1"].item(), rel=1e-5)
+    result["loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_two_steps_write_checkpoints_and_resume_is_bitwise_exact(tmp_path):
+    straight = Trainer(config_from_dict(tiny_config(tmp_path / "a", max_steps=2))).fit()
+    assert straight["step"] == 2
+    Trainer(config_from_dict(tiny_config(tmp_path / "b", max_steps=1))).fit()
+    first, _ = read_checkpoint(tmp_path / "b" / "last.pt")
+    assert first["trainer"]["step"] == 1 and first["trainer"]["step_in_epoch"] == 1
+    resumed = Trainer(config_from_dict(tiny_config(tmp_path / "b", max_steps=2)), resume=tmp_path / "b" / "last.pt")
+    assert resumed.state.step == 1
+    resumed.fit()
+
+    a, _ = read_checkpoint(tmp_path / "a" / "last.pt")
+    b, _ = read_checkpoint(tmp_path / "b" / "last.pt")
+    assert a["trainer"] == b["trainer"]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    state_a, state_b = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert state_a.keys() == state_b.keys()
+    for index in state_a:
+        for name, value in state_a[index].items():
+            assert torch.equal(value, state_b[index][name]), (index, name)
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+
+    model, cfg = load_model(tmp_path / "a" / "last.pt")  # a training checkpoint serves inference
+    assert cfg.preset == "tiny" and not model.training
+    lines = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines if line["event"] == "train"] == [1, 2]
+    assert math.isfinite(lines[-1]["loss"])
+
+
+def test_epoch_end_validates_and_keeps_best(tmp_path):
+    summary = Trainer(config_from_dict(tiny_config(tmp_path, epochs=1, lr=1e-4))).fit()
+    assert summary["step"] == 3 and summary["best_epoch"] == 1
+    assert (tmp_path / "best.pt").is_file() and (tmp_path / "last.pt").is_file()
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["preset"] == "tiny"
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    epoch = [r for r in records if r["event"] == "epoch"][-1]
+    assert set(epoch["val"]) == {"tum_rgbd[0:2]", "all"}
+    assert epoch["val"]["all"]["rmse"] == pytest.approx(summary["best_rmse"])
+    last, _ = read_checkpoint(tmp_path / "last.pt")
+    assert last["trainer"]["epoch"] == 2 and last["trainer"]["step_in_epoch"] == 0  # next epoch
+    with pytest.raises(ValueError, match="--resume"):
+        Trainer(config_from_dict(tiny_config(tmp_path)))  # never overwrite a run by accident
+
+
+def test_non_finite_losses_are_skipped_then_stop(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_call = DepthTask.__call__
+
+    def poisoned(self, model, batch, epoch):
+        result = real_call(self, model, batch, epoch)
+        calls["n"] += 1
+        result["loss"] = result["loss"] * float("nan")
+        return result
+
+    monkeypatch.setattr(DepthTask, "__call__", poisoned)
+    trainer = Trainer(config_from_dict(tiny_config(tmp_path, max_bad_steps=2)))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(TrainingError, match="2 consecutive non-finite"):
+        trainer.fit()
+    assert calls["n"] == 2 and trainer.state.skipped_steps == 2
+    after = trainer.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.endswith("num_batches_tracked"))
+    assert (tmp_path / "last.pt").is_file()
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_cpu(tmp_path):
+    """torchrun with 2 gloo processes: trains, only rank 0 writes."""
+    cfg = tiny_config(tmp_path / "run", epochs=2, batch_size=4, max_steps=2)
+    cfg["train"]["threads"] = 0  # let the trainer split the cores between the processes
+    config = tmp_path / "ddp.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "fusanet_core.cli", "train", "--config", str(config)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 processes" in done.stderr
+    payload, _ = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert payload["trainer"]["step"] == 2
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["event"] == "train"] == [1, 2]  # one writer
+
+
+def test_shipped_training_configs_follow_the_paper():
+    from fusanet_core.config import load_config
+
+    nyu, kitti = load_config(ROOT / "config" / "train_nyu.yaml"), load_config(ROOT / "config" / "train_kitti.yaml")
+    assert nyu.loss.phi == 5.0 and not nyu.loss.log_and_sparse_only and nyu.data.kind == "nyu"
+    assert kitti.loss.phi == 20.0 and kitti.loss.log_and_sparse_only and kitti.data.max_depth == 80.0
+    assert kitti.model.max_depth == 80.0 and kitti.data.kind == "kitti"
+    for cfg in (nyu, kitti):
+        assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr) == (150, 32, 7e-4)
+
+
+def test_indoor_config_resolves_the_shared_data(shared_data):
+    from fusanet_core.config import load_config
+    from fusanet_core.datasets import build_source
+
+    path = ROOT / "config" / "train_indoor.yaml"
+    cfg = load_config(path)
+    assert cfg.preset == "small" and cfg.data.image_size == (120, 160) and cfg.train.batch_size == 8
+    sizes = [len(build_source(spec, cfg, path.parent)) for spec in cfg.data.train + cfg.data.val]
+    assert sizes == [400, 198, 100, 50]
