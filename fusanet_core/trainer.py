@@ -333,6 +333,7 @@ class Trainer:
         bar.close()
         if count:
             self._epoch_means = {k: v / count for k, v in sums.items()}
+            self._epoch_seconds = round(time.monotonic() - started, 2)  # the part of the epoch this run did
         return True
 
     def _step(self, batch: dict[str, Any], epoch: int) -> dict[str, float] | None:
@@ -397,12 +398,15 @@ class Trainer:
     def _end_epoch(self, epoch: int) -> None:
         """Validate, keep best.pt, then move the state to the next epoch and write last.pt."""
         record: dict[str, Any] = {"event": "epoch", "epoch": epoch, "step": self.state.step, "lr": lr_at(epoch, self.cfg),
-                                  **{f"train_{k}": v for k, v in getattr(self, "_epoch_means", {}).items()}}
+                                  **{f"train_{k}": v for k, v in getattr(self, "_epoch_means", {}).items()},
+                                  "train_s": getattr(self, "_epoch_seconds", 0.0)}
         improved = False
         if self.val_sets and (epoch % max(self.cfg.train.val_every, 1) == 0 or epoch == self.cfg.train.epochs):
             if self.dist.main:
+                started = time.monotonic()
                 metrics = self.validate()
                 record["val"] = metrics
+                record["val_s"] = round(time.monotonic() - started, 2)
                 rmse = metrics["all"]["rmse"]
                 if rmse < self.state.best_rmse:
                     self.state.best_rmse, self.state.best_epoch, improved = rmse, epoch, True
@@ -414,7 +418,7 @@ class Trainer:
             self.save("best.pt")
         self.save("last.pt")
         self._last_save = time.monotonic()
-        self._epoch_means = {}
+        self._epoch_means, self._epoch_seconds = {}, 0.0
 
     # ------------------------------------------------------------------ validation
 

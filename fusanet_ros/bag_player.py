@@ -218,6 +218,10 @@ def _play_with_rclpy(reader: Any, connections: list[Any], rate: float, loop: boo
         node.get_logger().info(f"published {total} messages on {len(stats.published)} topics in {stats.seconds:.1f} s")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # a signal shut the context down mid-publish: a requested stop, not a failure
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -35,7 +35,6 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
 
-_FLOAT_FIELDS = {PointField.FLOAT32: np.dtype(np.float32), PointField.FLOAT64: np.dtype(np.float64)}
 
 
 class ConversionError(ValueError):

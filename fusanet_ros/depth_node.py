@@ -20,6 +20,7 @@ stale frames (counted) instead of queueing them, and nothing grows without bound
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import threading
 import time
@@ -533,7 +534,14 @@ def main(args: list[str] | None = None) -> int:
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         rclpy.logging.get_logger(NODE_NAME).error(f"cannot start: {text}")
         return 2
+    except Exception:
+        if rclpy.ok():
+            raise
+        # SIGINT/SIGTERM while starting or entering spin shuts the context down under rclpy's
+        # feet (RCLError "context is not valid"): a requested stop, not a failure.
     finally:
+        # rclpy has shut down and removed its handlers: a second Ctrl-C must not break the clean-up.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.stop()
             node.destroy_node()

@@ -11,7 +11,7 @@ No ROS import here: this module must load under `ros2 launch` and in the plain r
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

@@ -180,12 +180,19 @@ class Runner:
                 except ProcessLookupError:
                     pass
 
-    def stop(self, grace: float = 10.0) -> int:
-        """SIGINT, then SIGTERM after `grace` s, then SIGKILL; closes logs and removes stale SHM."""
+    def stop(self, grace: float = 10.0, signalled: bool = False) -> int:
+        """SIGINT, then SIGTERM after `grace` s, then SIGKILL; closes logs and removes stale SHM.
+
+        Args:
+            grace: seconds the children get to shut down cleanly.
+            signalled: the children already got a stop signal; only wait, then escalate (a second
+                signal during a node's clean-up would interrupt it).
+        """
         for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
             if not self.running():
                 break
-            self.signal_all(sig)
+            if not (signalled and sig == signal.SIGINT):
+                self.signal_all(sig)
             deadline = time.monotonic() + wait
             while self.running() and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -217,7 +224,7 @@ def run_foreground(runner: Runner) -> int:
         runner.start()
         while runner.running() and not received:
             time.sleep(0.1)
-        code = runner.stop()
+        code = runner.stop(signalled=bool(received))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

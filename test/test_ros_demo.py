@@ -40,7 +40,7 @@ def test_demo_replays_the_sample_bag_and_saves_outputs(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     shm_before = shm_files()
     cmd = [sys.executable, "-m", "fusanet_ros.cli", "demo", "--checkpoint", str(ckpt), "--out", str(out), "--rate", "2",
-           "--param", "input_size:=[48, 64]", "--timeout", "90"]
+           "--param", "input_size:=[48, 64]", "--param", "num_threads:=1", "--timeout", "90"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=150)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = result.stdout

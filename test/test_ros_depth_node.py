@@ -50,7 +50,7 @@ class Harness:
         self.rgb = [cv2.cvtColor(cv2.imread(str(SAMPLE / f"0{i}.color.jpg")), cv2.COLOR_BGR2RGB) for i in range(2)]
         domain = pick_domain_id()
         self.shm_before = shm_files()
-        params = {"input_size": [48, 64], "cloud.organized": True, "cloud.stride": 1, "diagnostics_period": 0.3,
+        params = {"input_size": [48, 64], "num_threads": 1, "cloud.organized": True, "cloud.stride": 1, "diagnostics_period": 0.3,
                   "max_depth": MAX_DEPTH}
         common = {"image_topic": TOPICS["image"], "camera_info_topic": TOPICS["info"], "sparse_points_topic": TOPICS["sparse"],
                   "checkpoint": str(_tiny_checkpoint(tmp / "tiny.pt")), "device": "cpu"}

@@ -277,7 +277,7 @@ def test_fusanet_launch_forwards_sigterm_and_cleans_up(tmp_path: Path) -> None:
     cfg = fusanet_core.preset_config("tiny")
     ckpt = save_checkpoint(tmp_path / "tiny.pt", fusanet_core.build_model(cfg), cfg)
     cmd = [sys.executable, "-m", "fusanet_ros.cli", "launch", "depth", "--checkpoint", str(ckpt), "--device", "cpu",
-           "--param", "input_size:=[48, 64]", "--domain-id", str(runner_mod.pick_domain_id())]
+           "--param", "input_size:=[48, 64]", "--param", "num_threads:=1", "--domain-id", str(runner_mod.pick_domain_id())]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
     deadline = time.monotonic() + 90

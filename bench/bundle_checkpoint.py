@@ -1,0 +1,21 @@
+"""Re-save a training checkpoint as the bundled inference checkpoint (fp16 weights, no optimiser).
+
+Usage: python bench/bundle_checkpoint.py runs/indoor/best.pt fusanet_core/weights/fusanet_small_indoor.pt
+"""
+
+import sys
+
+from fusanet_core.checkpoint import load_model, read_checkpoint, save_checkpoint
+
+
+def main(src: str, dst: str) -> None:
+    payload, _ = read_checkpoint(src)
+    model, cfg = load_model(src)
+    trainer = payload.get("trainer", {})
+    keep = {k: trainer[k] for k in ("best_epoch", "best_rmse", "step") if k in trainer}
+    path = save_checkpoint(dst, model, cfg, half=True, trained=keep)
+    print(f"{src} -> {path} ({path.stat().st_size / 1e6:.1f} MB), {keep}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
