@@ -17,6 +17,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/sample/tum_rgbd", glob("sample/tum_rgbd/*")),
+        (f"share/{PACKAGE}/sample/tum_rgbd_bag", glob("sample/tum_rgbd_bag/*")),  # `fusanet demo`'s bag
     ],
     # torch is deliberately unpinned here: requirements.txt pins the CPU build for this machine,
     # and users with their own CUDA build keep it.

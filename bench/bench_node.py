@@ -31,6 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fusanet_core.metrics import timing_summary  # noqa: E402
 from fusanet_ros import conversions as conv  # noqa: E402
 
 FRAME = ROOT / "sample" / "tum_rgbd" / "00.color.jpg"
@@ -116,14 +117,13 @@ def run(args: argparse.Namespace) -> dict[str, float | str]:
         probe.spin_until(lambda: cam.poll() is not None, args.seconds + 60)
         probe.spin_for(max(3.0, 2 * _diag(diagnostics).get("model_p95_ms", 0) / 1000))  # drain + a final report
         diag = _diag(diagnostics)
-    e2e = np.array([(r - s) / 1e6 for s, r in received])
+    e2e = timing_summary([(r - s) / 1e6 for s, r in received])
     frames_in = diag.get("frames_in", 0)
     return {
         "model": model_note, "frames_in": frames_in, "frames_out": len(received),
         "input_hz": frames_in / args.seconds, "output_hz": len(received) / args.seconds,
         "drop_rate": diag.get("dropped", 0) / max(frames_in, 1),
-        "e2e_p50_ms": float(np.percentile(e2e, 50)) if e2e.size else float("nan"),
-        "e2e_p95_ms": float(np.percentile(e2e, 95)) if e2e.size else float("nan"),
+        "e2e_p50_ms": e2e["p50"], "e2e_p95_ms": e2e["p95"],
         "node_latency_p50_ms": diag.get("latency_p50_ms", float("nan")), "node_latency_p95_ms": diag.get("latency_p95_ms", float("nan")),
         "model_p50_ms": diag.get("model_p50_ms", float("nan")), "standalone_predict_ms": standalone,
         "overhead_p50_ms": diag.get("overhead_p50_ms", float("nan")), "overhead_p95_ms": diag.get("overhead_p95_ms", float("nan")),

@@ -242,3 +242,13 @@ def _format_value(value: Any) -> str:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return str(int(value))
     return f"{float(value):.4f}"
+
+
+def timing_summary(values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Count, p50, p95, mean and max of a sample of timings (latencies, step times), in its units;
+    the statistics are NaN for an empty sample."""
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if arr.size == 0:
+        return {"n": 0, "p50": float("nan"), "p95": float("nan"), "mean": float("nan"), "max": float("nan")}
+    p50, p95 = np.percentile(arr, [50, 95])
+    return {"n": int(arr.size), "p50": float(p50), "p95": float(p95), "mean": float(arr.mean()), "max": float(arr.max())}

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 
+
 @dataclass
 class PointBatch:
     """A batch of point sets padded to a common length N (N may be 0)."""

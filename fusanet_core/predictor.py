@@ -12,6 +12,7 @@ import torch
 
 from .checkpoint import load_model
 from .config import Config
+from .geometry import scale_intrinsics
 from .points import PointBatch
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class Predictor:
         k = None
         if intrinsics is not None:
             fx, fy, cx, cy = as_intrinsics(intrinsics)
-            k = torch.tensor([[fx * sx, fy * sy, (cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5]], dtype=torch.float32, device=self.device)
+            k = torch.tensor([scale_intrinsics((fx, fy, cx, cy), sx, sy)], dtype=torch.float32, device=self.device)
         batch, used = None, 0
         if points is not None:
             kept = _check_points(points, h, w)

@@ -9,8 +9,8 @@ Two passes keep memory bounded on long bags: the first reads stamps, camera_info
 and decides the pairing; the second decodes images in bag order and holds a frame only until its
 partner arrives.
 
-Also home of the helpers that the live `evaluator_node` shares (ground-truth decoding, camera
-models, crop parsing) and of the plain-data `eval` launch description (bag player + depth node +
+Also home of the helpers that the live `evaluator_node` shares (camera models, slop and crop
+parsing) and of the plain-data `eval` launch description (bag player + depth node +
 evaluator) used by launch/eval.launch.py and, through the process runner, by `bag-eval --live`.
 """
 
@@ -26,6 +26,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from fusanet_core import msg_arrays
+from fusanet_core.bags import bag_topics, closest_topic, error_reason, open_bag, require_topics
+from fusanet_core.metrics import CROPS
+
 from .eval_report import EvalSettings, Evaluation
 from .registration import (CameraModel, Registration, RigidTransform, parse_extrinsic, realsense_extrinsic,
                            registration_reason, tf_edges, tf_static_extrinsic)
@@ -35,7 +39,6 @@ log = logging.getLogger(__name__)
 DEFAULT_SLOP = 0.05  # s: half a frame at 10 Hz; cameras that are not hardware-synced need more
 IMAGE_TYPES = ("sensor_msgs/msg/Image",)
 INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-CROP_NAMES = ("eigen_nyu", "garg", "eigen_kitti")
 REGISTER_MODES = ("auto", "always", "never")
 
 
@@ -45,45 +48,22 @@ def parse_crop(text: str | None) -> str | tuple[int, int, int, int] | None:
     if text is None or str(text).strip().lower() in ("", "none"):
         return None
     text = str(text).strip()
-    if text in CROP_NAMES:
+    if text in CROPS:
         return text
     try:
         box = tuple(int(v) for v in text.split(","))
     except ValueError:
         box = ()
     if len(box) != 4:
-        raise ValueError(f"crop must be none, {', '.join(CROP_NAMES)} or top,bottom,left,right in pixels, got {text!r}")
+        raise ValueError(f"crop must be none, {', '.join(CROPS)} or top,bottom,left,right in pixels, got {text!r}")
     return box  # type: ignore[return-value]
-
-
-def ground_truth_depth(msg: Any, scale: float = 0.001) -> np.ndarray:
-    """Metres (float32, NaN invalid) from a 16UC1/mono16 (times `scale`, 0 invalid) or 32FC1 Image."""
-    from . import conversions as conv
-
-    if str(msg.encoding) not in conv.DEPTH_ENCODINGS:
-        raise conv.ConversionError(f"ground-truth encoding must be one of {', '.join(conv.DEPTH_ENCODINGS)}, got {msg.encoding!r}")
-    raw = conv.image_to_array(msg)
-    if raw.dtype == np.uint16:
-        depth = raw.astype(np.float32) * np.float32(scale)
-        depth[raw == 0] = np.nan
-        return depth
-    depth = raw.astype(np.float32, copy=True)
-    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
-    return depth
 
 
 def camera_model(info: Any, frame_id: str = "") -> CameraModel:
     """CameraModel of a CameraInfo (rclpy or rosbags, ROS 1 or 2): P first, then K, as the node reads it."""
-    from . import conversions as conv
-
-    coeffs = np.asarray(getattr(info, "d", getattr(info, "D", [])), dtype=np.float64)
-    return CameraModel(conv.camera_info_intrinsics(info), int(info.width), int(info.height),
+    coeffs = np.asarray(msg_arrays.msg_field(info, "d"), dtype=np.float64)
+    return CameraModel(msg_arrays.camera_info_intrinsics(info), int(info.width), int(info.height),
                        frame_id or str(info.header.frame_id), bool(np.any(np.abs(coeffs) > 1e-9)))
-
-
-def header_stamp_ns(msg: Any) -> int:
-    stamp = msg.header.stamp
-    return int(stamp.sec) * 1_000_000_000 + int(getattr(stamp, "nanosec", getattr(stamp, "nsec", 0)))
 
 
 def check_slop(slop: float) -> int:
@@ -111,62 +91,6 @@ def pair_nearest(image_stamps: Sequence[int], gt_stamps: Sequence[int], slop_ns:
 
 
 # ---------------------------------------------------------------------------------- bag reading
-def open_reader(path: str | Path) -> Any:
-    """An opened rosbags AnyReader; errors become one-line FileNotFoundError / ValueError."""
-    from rosbags.highlevel import AnyReader
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"bag not found: {path}")
-    reader = AnyReader([path])
-    try:
-        reader.open()
-    except Exception as err:  # noqa: BLE001 - rosbags raises many types for damaged files
-        raise ValueError(f"cannot read bag {path}: it is truncated, corrupt or not a bag ({_reason(err)})") from None
-    return reader
-
-
-def _reason(err: BaseException) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text[:200]
-
-
-def bag_topics(reader: Any) -> dict[str, tuple[str, int]]:
-    """topic -> (message type, message count)."""
-    topics: dict[str, tuple[str, int]] = {}
-    for conn in reader.connections:
-        old = topics.get(conn.topic, (conn.msgtype, 0))
-        topics[conn.topic] = (conn.msgtype, old[1] + conn.msgcount)
-    return topics
-
-
-def require_topic(topics: dict[str, tuple[str, int]], topic: str, types: Sequence[str], what: str) -> None:
-    """ValueError listing the bag's topics when `topic` is missing or has the wrong type."""
-    listing = "; ".join(f"{t} ({m}, {n})" for t, (m, n) in sorted(topics.items()))
-    if topic not in topics:
-        raise ValueError(f"{what} topic {topic!r} is not in the bag; it has: {listing}")
-    if topics[topic][0] not in types:
-        raise ValueError(f"{what} topic {topic!r} has type {topics[topic][0]}, expected {' or '.join(types)}; bag topics: {listing}")
-
-
-def guess_info_topic(image_topic: str, info_topics: Sequence[str]) -> str | None:
-    """The CameraInfo topic sharing the longest leading path with `image_topic` (None if tied or none)."""
-    parts = image_topic.strip("/").split("/")
-
-    def common(topic: str) -> int:
-        n = 0
-        for a, b in zip(parts, topic.strip("/").split("/")):
-            if a != b:
-                break
-            n += 1
-        return n
-
-    scored = sorted(((common(t), t) for t in info_topics), reverse=True)
-    if not scored or scored[0][0] == 0 or (len(scored) > 1 and scored[1][0] == scored[0][0]):
-        return None
-    return scored[0][1]
-
-
 def _messages(reader: Any, topics: Sequence[str]) -> Iterator[tuple[str, int, Any]]:
     """(topic, bag time ns, deserialized message) in bag order; read errors become ValueError."""
     conns = [c for c in reader.connections if c.topic in set(topics)]
@@ -180,7 +104,7 @@ def _messages(reader: Any, topics: Sequence[str]) -> Iterator[tuple[str, int, An
         except StopIteration:
             return
         except Exception as err:  # noqa: BLE001 - damaged chunk / record in the middle of the bag
-            raise ValueError(f"cannot read bag {reader.paths[0]} past this point: truncated or corrupt ({_reason(err)})") from None
+            raise ValueError(f"cannot read bag {reader.paths[0]} past this point: truncated or corrupt ({error_reason(err)})") from None
         yield conn.topic, int(bag_ns), msg
 
 
@@ -262,9 +186,6 @@ def add_bag_eval_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_bag_eval)
 
 
-add_cli_commands = add_bag_eval_command  # the name fusanet_ros.cli looks for
-
-
 def run_bag_eval(args: argparse.Namespace) -> int:
     """CLI entry: evaluate, print the summary; exit code 0, or an error when nothing was scored."""
     from fusanet_core.metrics import format_table
@@ -290,7 +211,7 @@ def _run_live(opts: BagEvalOptions, rate: float, idle_timeout: float, domain_id:
     """`bag-eval --live`: the eval launch through the process runner, with the offline options."""
     if opts.checkpoint and not Path(opts.checkpoint).expanduser().is_file():
         raise FileNotFoundError(f"checkpoint not found: {opts.checkpoint}")
-    reader = open_reader(opts.bag)
+    reader = open_bag(opts.bag)
     try:
         color_info, depth_info = _info_topics(bag_topics(reader), opts)
         # The same registration decision as offline; its extrinsic (e.g. from the bag) goes to the evaluator.
@@ -320,7 +241,7 @@ def evaluate_bag(opts: BagEvalOptions) -> tuple[Evaluation, dict[str, Path]]:
     slop_ns = check_slop(opts.slop)
     if not opts.depth_scale > 0:
         raise ValueError(f"depth scale must be > 0 metres per unit, got {opts.depth_scale}")
-    reader = open_reader(opts.bag)
+    reader = open_bag(opts.bag)
     try:
         topics = bag_topics(reader)
         info_topics = _info_topics(topics, opts)
@@ -342,14 +263,14 @@ def evaluate_bag(opts: BagEvalOptions) -> tuple[Evaluation, dict[str, Path]]:
 
 def _info_topics(topics: dict[str, tuple[str, int]], opts: BagEvalOptions) -> tuple[str | None, str | None]:
     """(colour, depth) CameraInfo topics: given ones are checked, missing ones guessed."""
-    require_topic(topics, opts.image_topic, IMAGE_TYPES, "image")
-    require_topic(topics, opts.depth_topic, IMAGE_TYPES, "depth")
+    require_topics(topics, opts.image_topic, IMAGE_TYPES, "image")
+    require_topics(topics, opts.depth_topic, IMAGE_TYPES, "depth")
     for topic, what in ((opts.camera_info_topic, "camera_info"), (opts.depth_camera_info_topic, "depth camera_info")):
         if topic:
-            require_topic(topics, topic, (INFO_TYPE,), what)
+            require_topics(topics, topic, (INFO_TYPE,), what)
     candidates = [t for t, (m, _) in topics.items() if m == INFO_TYPE]
-    color = opts.camera_info_topic or guess_info_topic(opts.image_topic, candidates)
-    depth = opts.depth_camera_info_topic or guess_info_topic(opts.depth_topic, candidates)
+    color = opts.camera_info_topic or closest_topic(opts.image_topic, candidates)
+    depth = opts.depth_camera_info_topic or closest_topic(opts.depth_topic, candidates)
     if depth == color and not opts.depth_camera_info_topic:
         depth = None  # one camera_info for both streams: the depth is taken as registered
     return color, depth
@@ -369,12 +290,12 @@ def _scan(reader: Any, opts: BagEvalOptions, info_topics: tuple[str | None, str 
     wanted = [opts.image_topic, opts.depth_topic, *(t for t in (color_info, depth_info) if t), *tf_topics]
     for topic, bag_ns, msg in _messages(reader, wanted):
         if topic in (opts.image_topic, opts.depth_topic):
-            stamps[topic].append((header_stamp_ns(msg), bag_ns))
+            stamps[topic].append((msg_arrays.stamp_ns(msg.header), bag_ns))
             frames.setdefault(topic, str(msg.header.frame_id))
         elif topic in (color_info, depth_info):
             model = _model(msg, topic)
             if topic == color_info:
-                color_infos.append((header_stamp_ns(msg), bag_ns, model))
+                color_infos.append((msg_arrays.stamp_ns(msg.header), bag_ns, model))
             if topic not in infos and model is not None:
                 infos[topic] = msg  # the first valid one describes the stream for registration
         elif topic == "/tf_static":
@@ -513,10 +434,8 @@ class _ColorInfos:
 
 def _predict(predictor: Any, msg: Any, color: CameraModel | None, evaluation: Evaluation) -> dict[str, Any]:
     """{'pred', 'rgb'} or {'error'} for one colour message."""
-    from . import conversions as conv
-
     try:
-        rgb = conv.image_to_rgb(msg)
+        rgb = msg_arrays.image_to_rgb(msg)
     except ValueError as err:
         return {"error": f"bad colour image: {err}"}
     height, width = rgb.shape[:2]
@@ -539,7 +458,7 @@ def _predict(predictor: Any, msg: Any, color: CameraModel | None, evaluation: Ev
 def _prepare_gt(msg: Any, scale: float, registration: Registration | None) -> Any:
     """Registered ground truth in metres, or the error text of a bad message."""
     try:
-        depth = ground_truth_depth(msg, scale)
+        depth = msg_arrays.image_to_depth(msg, scale)
         return registration.apply(depth) if registration is not None else depth
     except ValueError as err:
         return f"bad ground-truth depth: {err}"

@@ -15,37 +15,13 @@ import importlib
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from fusanet_core.bags import bag_topics, open_bag, require_topics  # noqa: F401 (open_bag, bag_topics: this module's API)
+
 log = logging.getLogger(__name__)
-
-
-def open_bag(paths: Sequence[str | Path]) -> Any:
-    """An open rosbags AnyReader; raises FileNotFoundError / ValueError with one line."""
-    from rosbags.highlevel import AnyReader, AnyReaderError
-
-    bag_paths = [Path(p) for p in paths]
-    for path in bag_paths:
-        if not path.exists():
-            raise FileNotFoundError(f"bag not found: {path}")
-    reader = AnyReader(bag_paths)
-    try:
-        reader.open()
-    except AnyReaderError as err:
-        raise ValueError(f"cannot read bag {', '.join(map(str, bag_paths))}: {err}") from None
-    return reader
-
-
-def bag_topics(reader: Any) -> dict[str, tuple[str, int]]:
-    """topic -> (message type, message count)."""
-    topics: dict[str, tuple[str, int]] = {}
-    for conn in reader.connections:
-        old = topics.get(conn.topic, (conn.msgtype, 0))
-        topics[conn.topic] = (conn.msgtype, old[1] + conn.msgcount)
-    return topics
 
 
 def describe_topics(reader: Any) -> str:
@@ -71,10 +47,7 @@ def select_connections(reader: Any, topics: Sequence[str] | None) -> tuple[list[
     """
     available = bag_topics(reader)
     wanted = list(dict.fromkeys(topics)) if topics else sorted(available)
-    missing = [t for t in wanted if t not in available]
-    if missing:
-        listing = ", ".join(f"{t} ({m}, {n})" for t, (m, n) in sorted(available.items()))
-        raise ValueError(f"topic(s) {', '.join(missing)} not in the bag; it has: {listing}")
+    require_topics(available, wanted)
     no_class = [t for t in wanted if message_class(available[t][0]) is None]
     if topics and no_class:
         raise ValueError(f"no ROS 2 message type installed for {', '.join(f'{t} ({available[t][0]})' for t in no_class)}")

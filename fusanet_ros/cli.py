@@ -7,58 +7,75 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from fusanet_core import cli as core_cli
 
 
 def add_ros_commands(sub: argparse._SubParsersAction) -> None:
-    """Register `launch`, `play` and `demo` (and `bag-eval` where its module exists)."""
-    _add_launch(sub)
-    _add_play(sub)
+    """Register `launch`, `play`, `demo` and `bag-eval`."""
+    from .bag_eval import add_bag_eval_command
     from .demo import add_demo_command
 
+    _add_launch(sub)
+    _add_play(sub)
     add_demo_command(sub)
-    try:  # bag evaluation lands separately
-        from .bag_eval import add_cli_commands
-    except ImportError:
-        return
-    add_cli_commands(sub)
+    add_bag_eval_command(sub)
 
 
 def _add_launch(sub: argparse._SubParsersAction) -> None:
-    from .launch_description import LAUNCHES
+    """`fusanet launch depth|eval`: one option per argument of the launch file (`--image-topic` for
+    `image_topic:=`), plus node parameter overrides, the DDS domain and a dry run."""
+    from .bag_eval import eval_arguments
+    from .launch_description import DEPTH_ARGUMENTS
 
-    p = sub.add_parser("launch", help="start a launch description's nodes as processes (like ros2 launch fusanet <name>.launch.py)")
-    p.add_argument("name", choices=sorted(LAUNCHES), help="launch description (launch/<name>.launch.py)")
-    p.add_argument("--params-file", default="", help="node parameter YAML (default: the package's config/depth.yaml)")
-    p.add_argument("--namespace", default="", help="namespace of the nodes and their topics")
-    p.add_argument("--image-topic", default="/camera/color/image_raw", help="colour image topic (default: %(default)s)")
-    p.add_argument("--camera-info-topic", default="/camera/color/camera_info", help="camera_info topic (default: %(default)s)")
-    p.add_argument("--sparse-points-topic", default="sparse_points", help="sparse points topic (default: %(default)s)")
-    p.add_argument("--checkpoint", default="", help="checkpoint file (default: the params file's, i.e. the bundled model)")
-    p.add_argument("--device", default="", help="auto | cpu | cuda[:N] (default: the params file's)")
-    p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE", help="node parameter override (repeatable)")
-    p.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: the environment's)")
-    p.add_argument("--dry-run", action="store_true", help="print the command lines and environment, start nothing")
-    p.set_defaults(run=run_launch)
+    p = sub.add_parser("launch", help="start a launch description's nodes as processes (like ros2 launch fusanet <name>.launch.py)",
+                       description="Start the nodes of launch/<name>.launch.py as processes with the DDS setup of this "
+                                   "machine (for pip installs, where ros2 launch does not exist).")
+    names = p.add_subparsers(dest="launch_name", required=True, metavar="NAME")
+    launches = (("depth", DEPTH_ARGUMENTS, "the depth node (launch/depth.launch.py)"),
+                ("eval", eval_arguments(), "bag player + depth node + evaluator, writes a report (launch/eval.launch.py)"))
+    for name, arguments, help_text in launches:
+        q = names.add_parser(name, help=help_text, description=f"Start {help_text}.")
+        for arg in arguments:
+            default = f" (default: {arg.default})" if arg.default else ""
+            q.add_argument(f"--{arg.name.replace('_', '-')}", default=arg.default, metavar=arg.name.upper(),
+                           help=f"{arg.description}{default}")
+        q.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                       help="depth node parameter override (repeatable)")
+        q.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: the environment's)")
+        q.add_argument("--dry-run", action="store_true", help="print the command lines and environment, start nothing")
+        q.set_defaults(run=run_launch, launch_arguments=arguments)
 
 
 def run_launch(args: argparse.Namespace) -> int:
-    from .launch_description import LAUNCHES, parse_param
+    from .launch_description import depth_nodes, parse_param
     from .runner import Runner, dds_env, run_foreground
 
-    _, build = LAUNCHES[args.name]
-    specs = build(params_file=args.params_file, namespace=args.namespace, image_topic=args.image_topic,
-                  camera_info_topic=args.camera_info_topic, sparse_points_topic=args.sparse_points_topic,
-                  checkpoint=args.checkpoint, device=args.device, extra_parameters=dict(parse_param(p) for p in args.param))
+    values = {arg.name: getattr(args, arg.name) for arg in args.launch_arguments}
+    node_params = dict(parse_param(p) for p in args.param)
+    player: list[list[str]] = []
+    if args.launch_name == "eval":
+        from .bag_eval import eval_nodes, eval_player, eval_player_topics, run_eval_launch
+
+        values["depth_parameters"] = node_params
+        if not args.dry_run:
+            code = run_eval_launch(values, args.domain_id)
+            print(f"report: {Path(values['output_dir'] or 'eval_report') / 'report.md'}")
+            return code
+        specs = eval_nodes(**values)
+        if values["bag"]:
+            player.append(eval_player(values["bag"], eval_player_topics(values), values["rate"]))
+    else:
+        specs = depth_nodes(**values, extra_parameters=node_params)
+        if not args.dry_run:
+            return run_foreground(Runner(specs, dds_env(args.domain_id)))
     env = dds_env(args.domain_id)
-    if args.dry_run:
-        for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
-            print(f"{key}={env.get(key, '') or '(unset: 0)'}")
-        for spec in specs:
-            print(" ".join(_quote(a) for a in spec.command()))
-        return 0
-    return run_foreground(Runner(specs, env))
+    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
+        print(f"{key}={env.get(key, '') or '(unset: 0)'}")
+    for command in [spec.command() for spec in specs] + player:
+        print(" ".join(_quote(a) for a in command))
+    return 0
 
 
 def _quote(arg: str) -> str:

@@ -1,115 +1,40 @@
-"""sensor_msgs <-> numpy without cv_bridge or sensor_msgs_py (neither installs from pip).
+"""numpy -> sensor_msgs writers without cv_bridge or sensor_msgs_py (neither installs from pip),
+plus the message -> numpy readers of `fusanet_core.msg_arrays`, re-exported so that the nodes have
+one `conversions` module.
 
-Every reader checks the message before touching its bytes (encoding, zero size, step, data length,
-endianness) and raises `ConversionError` (a ValueError) naming what is wrong, so that a node can
-count and log bad input instead of crashing. Readers accept rclpy messages and the equivalent
-`rosbags` objects (ROS 1 field names such as `K`/`P` included).
-
-Message data is written as `bytes` (assigning numpy arrays to `msg.data` costs 45-75 ms for VGA in
-rclpy) and read with `np.frombuffer` (zero copy).
+The readers need no ROS and live in the core (datasets and bag evaluation use them on `rosbags`
+objects); the writers build rclpy messages and stay here. Message data is written as `bytes`
+(assigning numpy arrays to `msg.data` costs 45-75 ms for VGA in rclpy).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-Intrinsics = tuple[float, float, float, float]  # fx, fy, cx, cy in pixels
+from fusanet_core.msg_arrays import (COLOR_ENCODINGS, DEPTH_ENCODINGS, ENCODINGS, ConversionError, Intrinsics,
+                                     camera_info_intrinsics, check_camera_info_size, cloud_to_xyz, compressed_to_rgb,
+                                     image_to_array, image_to_depth, image_to_rgb, msg_field, pack_rgb, project_points,
+                                     read_cloud_fields, scale_intrinsics, sparse_depth_to_points, stamp_ns, unpack_rgb)
 
-# encoding -> (numpy dtype, channels)
-ENCODINGS: dict[str, tuple[np.dtype, int]] = {
-    "rgb8": (np.dtype(np.uint8), 3),
-    "bgr8": (np.dtype(np.uint8), 3),
-    "rgba8": (np.dtype(np.uint8), 4),
-    "bgra8": (np.dtype(np.uint8), 4),
-    "mono8": (np.dtype(np.uint8), 1),
-    "16UC1": (np.dtype(np.uint16), 1),
-    "mono16": (np.dtype(np.uint16), 1),
-    "32FC1": (np.dtype(np.float32), 1),
-}
-COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
-DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
-
-
-
-class ConversionError(ValueError):
-    """A message that cannot be converted; the text says why (used for bad-input counters)."""
+__all__ = [
+    # readers (fusanet_core.msg_arrays)
+    "COLOR_ENCODINGS", "DEPTH_ENCODINGS", "ENCODINGS", "ConversionError", "Intrinsics", "camera_info_intrinsics",
+    "check_camera_info_size", "cloud_to_xyz", "compressed_to_rgb", "image_to_array", "image_to_depth", "image_to_rgb",
+    "pack_rgb", "project_points", "read_cloud_fields", "scale_intrinsics", "sparse_depth_to_points", "stamp_ns",
+    "unpack_rgb",
+    # writers
+    "array_to_image", "depth_to_cloud", "depth_to_image", "make_camera_info", "points_to_cloud", "rgb_to_compressed",
+    "rgb_to_image", "scaled_camera_info",
+]  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------- images
-def image_to_array(msg: Any) -> np.ndarray:
-    """Pixels of an Image as HxW or HxWxC in the encoding's dtype (native byte order).
-
-    Raises:
-        ConversionError: unsupported encoding, zero size, step too small or data length not
-            height * step.
-    """
-    encoding = str(msg.encoding)
-    if encoding not in ENCODINGS:
-        raise ConversionError(f"unsupported encoding {encoding!r} (supported: {', '.join(ENCODINGS)})")
-    dtype, channels = ENCODINGS[encoding]
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height == 0 or width == 0:
-        raise ConversionError(f"zero-size image {width}x{height}")
-    row_bytes = width * channels * dtype.itemsize
-    if step < row_bytes:
-        raise ConversionError(f"step {step} < width {width} * {channels * dtype.itemsize} bytes per pixel ({encoding})")
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size != height * step:
-        raise ConversionError(f"data length {data.size} != height {height} * step {step} = {height * step}")
-    order = ">" if int(msg.is_bigendian) else "<"
-    rows = data.reshape(height, step)[:, :row_bytes]
-    pixels = np.ascontiguousarray(rows).view(dtype.newbyteorder(order)) if dtype.itemsize > 1 else rows
-    pixels = pixels.astype(dtype, copy=False)  # native byte order
-    return pixels.reshape(height, width, channels) if channels > 1 else pixels.reshape(height, width)
-
-
-def image_to_rgb(msg: Any) -> np.ndarray:
-    """HxWx3 uint8 RGB from an rgb8/bgr8/rgba8/bgra8/mono8 Image."""
-    if str(msg.encoding) in ENCODINGS and str(msg.encoding) not in COLOR_ENCODINGS:
-        raise ConversionError(f"image encoding {msg.encoding!r} is not a colour encoding ({', '.join(COLOR_ENCODINGS)})")
-    pixels = image_to_array(msg)
-    encoding = str(msg.encoding)
-    if encoding == "mono8":
-        return np.repeat(pixels[:, :, None], 3, axis=2)
-    if encoding.startswith("bgr"):
-        return np.ascontiguousarray(pixels[:, :, 2::-1])
-    return np.ascontiguousarray(pixels[:, :, :3])
-
-
-def compressed_to_rgb(msg: Any) -> np.ndarray:
-    """HxWx3 uint8 RGB from a CompressedImage (JPEG/PNG; compressedDepth is rejected)."""
-    fmt = str(msg.format).lower()
-    if "compresseddepth" in fmt:
-        raise ConversionError(f"compressed format {msg.format!r} is a depth format, not a colour image")
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size == 0:
-        raise ConversionError("empty compressed image")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if bgr is None or bgr.size == 0:
-        raise ConversionError(f"cannot decode compressed image (format {msg.format!r}, {data.size} bytes)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def image_to_depth(msg: Any) -> np.ndarray:
-    """Depth in metres (float32, NaN = invalid) from a 16UC1/mono16 (mm) or 32FC1 (m) Image."""
-    if str(msg.encoding) not in DEPTH_ENCODINGS:
-        raise ConversionError(f"depth encoding must be one of {', '.join(DEPTH_ENCODINGS)}, got {msg.encoding!r}")
-    raw = image_to_array(msg)
-    if raw.dtype == np.uint16:
-        depth = raw.astype(np.float32) * np.float32(0.001)
-        depth[raw == 0] = np.nan
-        return depth
-    depth = raw.astype(np.float32, copy=True)
-    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
-    return depth
-
-
 def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = None) -> Image:
     """Image message (little-endian, packed rows) from an array that fits `encoding`."""
     if encoding not in ENCODINGS:
@@ -170,43 +95,6 @@ def depth_to_image(depth_m: np.ndarray, encoding: str = "32FC1", header: Header 
 
 
 # ---------------------------------------------------------------------------------- camera info
-def _field(msg: Any, name: str) -> Any:
-    """ROS 2 lower-case field, or the ROS 1 upper-case one (rosbags objects of ROS 1 bags)."""
-    return getattr(msg, name) if hasattr(msg, name) else getattr(msg, name.upper())
-
-
-def camera_info_intrinsics(msg: Any) -> Intrinsics:
-    """(fx, fy, cx, cy) from P (as image_geometry does), falling back to K when P is unset.
-
-    Raises:
-        ConversionError: neither P nor K has a positive, finite focal length and a finite centre.
-    """
-    p = np.asarray(_field(msg, "p"), dtype=np.float64).reshape(-1)
-    k = np.asarray(_field(msg, "k"), dtype=np.float64).reshape(-1)
-    candidates = []
-    if p.size == 12:
-        candidates.append((p[0], p[5], p[2], p[6]))
-    if k.size == 9:
-        candidates.append((k[0], k[4], k[2], k[5]))
-    for fx, fy, cx, cy in candidates:
-        if np.all(np.isfinite([fx, fy, cx, cy])) and fx > 0 and fy > 0:
-            return float(fx), float(fy), float(cx), float(cy)
-    raise ConversionError("camera_info has no valid focal length (P and K have zero, negative or NaN fx/fy)")
-
-
-def check_camera_info_size(msg: Any, width: int, height: int) -> None:
-    """A CameraInfo whose size is set must match the image it describes."""
-    info_w, info_h = int(msg.width), int(msg.height)
-    if (info_w or info_h) and (info_w, info_h) != (width, height):
-        raise ConversionError(f"camera_info is {info_w}x{info_h} but the image is {width}x{height}")
-
-
-def scale_intrinsics(k: Intrinsics, sx: float, sy: float) -> Intrinsics:
-    """Intrinsics after resizing by (sx, sy), pixel-centre convention (as the Predictor uses)."""
-    fx, fy, cx, cy = k
-    return fx * sx, fy * sy, (cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5
-
-
 def scaled_camera_info(msg: Any, width: int, height: int, source_size: tuple[int, int] | None = None, header: Header | None = None) -> CameraInfo:
     """CameraInfo for an output of `width` x `height` with K and P rescaled.
 
@@ -224,15 +112,12 @@ def scaled_camera_info(msg: Any, width: int, height: int, source_size: tuple[int
     out.header = header if header is not None else msg.header
     out.width, out.height = int(width), int(height)
     out.distortion_model = str(msg.distortion_model)
-    out.d = [float(v) for v in _field(msg, "d")]
-    out.r = np.asarray(_field(msg, "r"), dtype=np.float64).reshape(9)
-    k = np.asarray(_field(msg, "k"), dtype=np.float64).reshape(3, 3).copy()
-    p = np.asarray(_field(msg, "p"), dtype=np.float64).reshape(3, 4).copy()
+    out.d = [float(v) for v in msg_field(msg, "d")]
+    out.r = np.asarray(msg_field(msg, "r"), dtype=np.float64).reshape(9)
+    k = np.asarray(msg_field(msg, "k"), dtype=np.float64).reshape(3, 3).copy()
+    p = np.asarray(msg_field(msg, "p"), dtype=np.float64).reshape(3, 4).copy()
     for mat in (k, p):
-        mat[0, 0] *= sx
-        mat[1, 1] *= sy
-        mat[0, 2] = (mat[0, 2] + 0.5) * sx - 0.5
-        mat[1, 2] = (mat[1, 2] + 0.5) * sy - 0.5
+        mat[0, 0], mat[1, 1], mat[0, 2], mat[1, 2] = scale_intrinsics((mat[0, 0], mat[1, 1], mat[0, 2], mat[1, 2]), sx, sy)
     p[0, 3] *= sx  # Tx = -fx * baseline scales with fx
     p[1, 3] *= sy
     out.k, out.p = k.reshape(9), p.reshape(12)
@@ -262,23 +147,6 @@ def _cloud_fields(with_rgb: bool) -> list[PointField]:
     names = ("x", "y", "z", "rgb") if with_rgb else ("x", "y", "z")
     offsets = (0, 4, 8, 16)
     return [PointField(name=n, offset=o, datatype=PointField.FLOAT32, count=1) for n, o in zip(names, offsets)]
-
-
-def pack_rgb(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) uint8 RGB -> float32 whose bits are 0x00RRGGBB (the PCL/RViz convention)."""
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    if rgb.size == 0:
-        return np.zeros(rgb.shape[:-1], np.float32)
-    # Little-endian bytes B, G, R, 0 are the uint32 0x00RRGGBB; OpenCV interleaves them fastest.
-    bgra = cv2.cvtColor(rgb.reshape(-1, 1, 3), cv2.COLOR_RGB2BGRA)
-    bgra[..., 3] = 0  # alpha 0 keeps the float finite (0xFF...... would be NaN)
-    return bgra.view("<f4").reshape(rgb.shape[:-1])
-
-
-def unpack_rgb(packed: np.ndarray) -> np.ndarray:
-    """Inverse of `pack_rgb`: float32 -> (..., 3) uint8."""
-    bits = np.asarray(packed, dtype=np.float32).view(np.uint32)
-    return np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], axis=-1).astype(np.uint8)
 
 
 def depth_to_cloud(
@@ -361,85 +229,3 @@ def _make_cloud(points: np.ndarray, shape: tuple[int, int], header: Header | Non
     msg.is_dense = dense
     msg.data = np.ascontiguousarray(points).tobytes()
     return msg
-
-
-def read_cloud_fields(msg: Any, names: Sequence[str] = ("x", "y", "z")) -> dict[str, np.ndarray]:
-    """Named fields of a PointCloud2 as (height, width) arrays (copies, native byte order).
-
-    Supports FLOAT32/FLOAT64 and the other PointField scalar types, any point_step/row_step
-    padding and either byte order.
-
-    Raises:
-        ConversionError: a field is missing, or point_step/row_step/data length are inconsistent.
-    """
-    fields = {f.name: f for f in msg.fields}
-    height, width = int(msg.height), int(msg.width)
-    point_step, row_step = int(msg.point_step), int(msg.row_step)
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if row_step < width * point_step:
-        raise ConversionError(f"row_step {row_step} < width {width} * point_step {point_step}")
-    if data.size != height * row_step:
-        raise ConversionError(f"data length {data.size} != height {height} * row_step {row_step}")
-    order = ">" if msg.is_bigendian else "<"
-    out = {}
-    for name in names:
-        if name not in fields:
-            raise ConversionError(f"point cloud has no field {name!r} (fields: {', '.join(fields) or 'none'})")
-        field = fields[name]
-        dtype = _POINTFIELD_DTYPES.get(int(field.datatype))
-        if dtype is None:
-            raise ConversionError(f"field {name!r} has unknown datatype {field.datatype}")
-        if int(field.offset) + dtype.itemsize > point_step:
-            raise ConversionError(f"field {name!r} at offset {field.offset} does not fit point_step {point_step}")
-        if height * width == 0:
-            out[name] = np.zeros((height, width), dtype)
-            continue
-        rows = data.reshape(height, row_step)[:, : width * point_step].reshape(height, width, point_step)
-        raw = np.ascontiguousarray(rows[:, :, int(field.offset): int(field.offset) + dtype.itemsize])
-        out[name] = raw.view(dtype.newbyteorder(order)).reshape(height, width).astype(dtype)
-    return out
-
-
-_POINTFIELD_DTYPES = {
-    PointField.INT8: np.dtype(np.int8), PointField.UINT8: np.dtype(np.uint8),
-    PointField.INT16: np.dtype(np.int16), PointField.UINT16: np.dtype(np.uint16),
-    PointField.INT32: np.dtype(np.int32), PointField.UINT32: np.dtype(np.uint32),
-    PointField.FLOAT32: np.dtype(np.float32), PointField.FLOAT64: np.dtype(np.float64),
-}  # fmt: skip
-
-
-def cloud_to_xyz(msg: Any, skip_nans: bool = True) -> np.ndarray:
-    """(N, 3) float32 x, y, z of a PointCloud2 (row-major); NaN/inf points dropped by default."""
-    fields = read_cloud_fields(msg, ("x", "y", "z"))
-    xyz = np.stack([fields[n].reshape(-1) for n in ("x", "y", "z")], axis=1).astype(np.float32)
-    return xyz[np.all(np.isfinite(xyz), axis=1)] if skip_nans else xyz
-
-
-# -------------------------------------------------------------------------------- sparse points
-def project_points(xyz: np.ndarray, intrinsics: Intrinsics, width: int, height: int) -> tuple[np.ndarray, int]:
-    """Project camera-frame points to (u, v, z) pixels; drops NaN, z <= 0 and out-of-frame points.
-
-    Returns:
-        ((M, 3) float32 (u, v, z), number of points dropped).
-    """
-    fx, fy, cx, cy = intrinsics
-    xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = fx * xyz[:, 0] / xyz[:, 2] + cx
-        v = fy * xyz[:, 1] / xyz[:, 2] + cy
-    uvz = np.stack([u, v, xyz[:, 2]], axis=1)
-    keep = np.all(np.isfinite(uvz), axis=1) & (uvz[:, 2] > 0)
-    keep &= (u > -0.5) & (u < width - 0.5) & (v > -0.5) & (v < height - 0.5)
-    return uvz[keep].astype(np.float32), int(len(uvz) - keep.sum())
-
-
-def sparse_depth_to_points(msg: Any) -> np.ndarray:
-    """(N, 3) float32 (u, v, z) of the valid pixels of a sparse 16UC1/mono16/32FC1 depth Image."""
-    depth = image_to_depth(msg)
-    v, u = np.nonzero(np.isfinite(depth))
-    return np.stack([u, v, depth[v, u]], axis=1).astype(np.float32)
-
-
-def stamp_ns(header: Any) -> int:
-    """Header stamp in integer nanoseconds."""
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)

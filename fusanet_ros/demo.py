@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .launch_description import depth_nodes, share_dir
+from .launch_description import depth_nodes, share_path
 from .runner import Runner, dds_env, pick_domain_id
 
 IMAGE_TOPIC = "/camera/color/image_raw"
@@ -30,7 +30,8 @@ DEMO_PARAMETERS = {"cloud.stride": 2, "cloud.color": True, "skip_when_unsubscrib
 
 
 def default_bag() -> Path:
-    return share_dir() / "sample" / "tum_rgbd_bag"
+    """The bundled sample bag: share/fusanet/sample/tum_rgbd_bag when installed, else the source tree's."""
+    return share_path("sample", "tum_rgbd_bag")
 
 
 def add_demo_command(sub: argparse._SubParsersAction) -> None:
@@ -98,15 +99,15 @@ def _checkpoint(path: str | None) -> Path:
 
 def load_bag_frames(bag: Path) -> dict[int, dict[str, np.ndarray]]:
     """stamp (ns) -> {"rgb": HxWx3, "depth": HxW metres (NaN invalid)} of the bag's colour and depth."""
+    from fusanet_core.bags import bag_topics, open_bag, require_topics
+
     from . import conversions as conv
-    from .bag_player import open_bag
 
     frames: dict[int, dict[str, np.ndarray]] = {}
-    reader = open_bag([bag])
+    reader = open_bag(bag)
     try:
+        require_topics(bag_topics(reader), IMAGE_TOPIC, ("sensor_msgs/msg/Image",), "colour", bag)
         conns = [c for c in reader.connections if c.topic in (IMAGE_TOPIC, DEPTH_TOPIC)]
-        if not any(c.topic == IMAGE_TOPIC for c in conns):
-            raise ValueError(f"bag {bag} has no {IMAGE_TOPIC}")
         for conn, _, raw in reader.messages(connections=conns):
             msg = reader.deserialize(raw, conn.msgtype)
             key = "rgb" if conn.topic == IMAGE_TOPIC else "depth"
@@ -229,16 +230,12 @@ def write_outputs(out: Path, rec: Recorded, truth: dict[int, dict[str, np.ndarra
 
 
 def _score(pred: np.ndarray, gt: np.ndarray) -> dict[str, float] | None:
-    """abs_rel / rmse on pixels valid in both (fusanet_core.metrics when present)."""
+    """Metrics (abs_rel, rmse, ...) on the pixels valid in both, and their share (coverage)."""
+    from fusanet_core.metrics import compute_metrics
+
     valid = np.isfinite(pred) & np.isfinite(gt) & (gt > 0)
     if valid.sum() < 10:
         return None
-    try:
-        from fusanet_core.metrics import compute_metrics
-    except ImportError:  # metrics module not in this version
-        err = pred[valid] - gt[valid]
-        return {"abs_rel": float(np.mean(np.abs(err) / gt[valid])), "rmse": float(np.sqrt(np.mean(err**2))),
-                "coverage": float(valid.mean())}
     scores = compute_metrics(np.where(valid, pred, 1.0), np.where(valid, gt, 0.0), max_depth=10.0, mask=valid)
     return {**scores, "coverage": float(valid.mean())}
 

@@ -40,6 +40,8 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
+from fusanet_core.metrics import timing_summary
+
 from . import conversions as conv
 
 NODE_NAME = "depth_node"
@@ -243,9 +245,8 @@ class NodeStats:
                      "bad_inputs_in_period": bad_total - self._last_counts[2]}
             self._last_counts, self._last_time = (frames_in, frames_out, bad_total), now
             for name, values in self.timings.items():
-                arr = np.asarray(values, dtype=np.float64) * 1000.0
-                rates[f"{name}_p50_ms"] = float(np.percentile(arr, 50)) if arr.size else float("nan")
-                rates[f"{name}_p95_ms"] = float(np.percentile(arr, 95)) if arr.size else float("nan")
+                stats = timing_summary(np.asarray(values, dtype=np.float64) * 1000.0)
+                rates[f"{name}_p50_ms"], rates[f"{name}_p95_ms"] = stats["p50"], stats["p95"]
             return {**counts, **rates, "last_bad_input": self.last_bad}
 
 

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from fusanet_core.image_io import colorize_depth, write_rgb
-from fusanet_core.metrics import METRIC_NAMES, MetricAccumulator, valid_mask
+from fusanet_core.metrics import METRIC_NAMES, MetricAccumulator, timing_summary, valid_mask
 
 log = logging.getLogger(__name__)
 
@@ -220,11 +220,8 @@ class Evaluation:
 
     def latency(self) -> dict[str, float] | None:
         """p50 / p95 / mean / max latency in ms over the frames that have one."""
-        values = np.array([f.latency_ms for f in self.frames if f.latency_ms is not None], dtype=np.float64)
-        if values.size == 0:
-            return None
-        return {"n": int(values.size), "p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95)),
-                "mean": float(values.mean()), "max": float(values.max())}
+        values = [f.latency_ms for f in self.frames if f.latency_ms is not None]
+        return timing_summary(values) if values else None
 
     def to_dict(self, meta: dict[str, Any]) -> dict[str, Any]:
         counts = {"frames": len(self.frames), **{k: self.counts.get(k, 0) for k in STATUSES},

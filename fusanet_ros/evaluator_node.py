@@ -45,7 +45,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from . import conversions as conv
-from .bag_eval import REGISTER_MODES, camera_model, check_slop, ground_truth_depth, header_stamp_ns, parse_crop
+from .bag_eval import REGISTER_MODES, camera_model, check_slop, parse_crop
 from .eval_report import EvalSettings, Evaluation
 from .registration import Registration, parse_extrinsic, registration_reason
 
@@ -274,17 +274,17 @@ class EvaluatorNode(Node):
     # ------------------------------------------------------------------------- callbacks
     def _on_image(self, msg: Image) -> None:
         now = self._touch()
-        self._dispatch(self.pairing.on_input(header_stamp_ns(msg), now, msg))
+        self._dispatch(self.pairing.on_input(conv.stamp_ns(msg.header), now, msg))
 
     def _on_prediction(self, msg: Image) -> None:
         now = self._touch()
-        self._dispatch(self.pairing.on_prediction(header_stamp_ns(msg), now, msg))
+        self._dispatch(self.pairing.on_prediction(conv.stamp_ns(msg.header), now, msg))
         if self.settings.max_frames and self.pairing.counts["predictions"] >= self.settings.max_frames:
             self.done.set()
 
     def _on_ground_truth(self, msg: Image) -> None:
         self._touch()
-        self._dispatch(self.pairing.on_ground_truth(header_stamp_ns(msg), msg))
+        self._dispatch(self.pairing.on_ground_truth(conv.stamp_ns(msg.header), msg))
 
     def _on_color_info(self, msg: CameraInfo) -> None:
         self._infos["color"] = msg  # one reference swap: the worker reads a consistent message
@@ -349,7 +349,7 @@ class EvaluatorNode(Node):
         self.evaluation.add(item.stamp_ns, pred, gt, rgb, gt_stamp_ns=item.gt_stamp_ns, latency_ms=item.latency_ms, index=index)
 
     def _ground_truth(self, msg: Image, color_frame: str) -> Any:
-        depth = ground_truth_depth(msg, self.settings.gt_depth_scale)
+        depth = conv.image_to_depth(msg, self.settings.gt_depth_scale)
         registration = self._registration(color_frame, str(msg.header.frame_id))
         return registration.apply(depth) if registration is not None else depth
 

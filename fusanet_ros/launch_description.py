@@ -10,6 +10,7 @@ No ROS import here: this module must load under `ros2 launch` and in the plain r
 
 from __future__ import annotations
 
+import site
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,29 +102,39 @@ def parse_param(text: str) -> tuple[str, Any]:
     return name.strip(), parsed
 
 
-def share_dir() -> Path:
-    """The package's share folder: ament index (ROS 2 install), pip data_files, or the source tree."""
+def _share_candidates() -> list[Path]:
+    """Where the package's data files can be: the ament index (ROS 2 install), pip data_files
+    (`share/fusanet` under the environment, or under the user base for `pip install --user`),
+    then the source tree (checkout or editable install)."""
+    candidates = []
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 
         try:
-            return Path(get_package_share_directory(PACKAGE))
+            candidates.append(Path(get_package_share_directory(PACKAGE)))
         except (PackageNotFoundError, OSError):  # OSError: no AMENT_PREFIX_PATH (pip install)
             pass
     except ImportError:
         pass
-    for candidate in (Path(sys.prefix) / "share" / PACKAGE, _SOURCE_ROOT):
-        if (candidate / "config" / "depth.yaml").is_file():
-            return candidate
-    return _SOURCE_ROOT
+    prefixes = [sys.prefix] + ([site.USER_BASE] if site.USER_BASE else [])
+    return candidates + [Path(prefix) / "share" / PACKAGE for prefix in prefixes] + [_SOURCE_ROOT]
+
+
+def share_path(*parts: str) -> Path:
+    """The first existing `share/fusanet/<parts>` among the candidate share folders (an older
+    install may lack a file that the source tree has), else the source tree's path."""
+    for candidate in _share_candidates():
+        if candidate.joinpath(*parts).exists():
+            return candidate.joinpath(*parts)
+    return _SOURCE_ROOT.joinpath(*parts)
 
 
 def default_params_file() -> str:
-    return str(share_dir() / "config" / "depth.yaml")
+    return str(share_path("config", "depth.yaml"))
 
 
 def fastdds_profile() -> str:
-    return str(share_dir() / "config" / "fastdds_shm.xml")
+    return str(share_path("config", "fastdds_shm.xml"))
 
 
 DEPTH_ARGUMENTS: tuple[LaunchArgument, ...] = (
@@ -170,5 +181,3 @@ def depth_nodes(
     )
     return [node]
 
-
-LAUNCHES = {"depth": (DEPTH_ARGUMENTS, depth_nodes)}

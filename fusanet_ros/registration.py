@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-Intrinsics = tuple[float, float, float, float]  # fx, fy, cx, cy
+from fusanet_core.msg_arrays import Intrinsics
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 from rosbags.typesys import Stores, get_typestore  # noqa: E402
 
 from fusanet_core.metrics import compute_metrics  # noqa: E402
-from fusanet_ros.bag_eval import (BagEvalOptions, evaluate_bag, open_reader, pair_nearest, parse_crop,  # noqa: E402
-                                  guess_info_topic)
+from fusanet_core.bags import closest_topic, open_bag  # noqa: E402
+from fusanet_core.msg_arrays import image_to_depth  # noqa: E402
+from fusanet_ros.bag_eval import BagEvalOptions, evaluate_bag, pair_nearest, parse_crop  # noqa: E402
 from fusanet_ros.eval_report import EvalSettings, Evaluation, PanelKeeper  # noqa: E402
 from fusanet_ros.registration import (RigidTransform, parse_extrinsic, realsense_extrinsic, register_depth,  # noqa: E402
                                       tf_static_extrinsic)
@@ -147,8 +148,8 @@ def test_crop_and_info_topic_parsing() -> None:
     with pytest.raises(ValueError, match="'diagonal'"):
         parse_crop("diagonal")
     infos = ["/cam/color/camera_info", "/cam/depth/camera_info"]
-    assert guess_info_topic("/cam/depth/image_raw", infos) == "/cam/depth/camera_info"
-    assert guess_info_topic("/other/image", infos) is None
+    assert closest_topic("/cam/depth/image_raw", infos) == "/cam/depth/camera_info"
+    assert closest_topic("/other/image", infos) is None
 
 
 def test_rigid_transforms_round_trip_and_reject_bad_values() -> None:
@@ -381,10 +382,10 @@ def d435() -> Path:
 
 
 def test_d435_registration_matches_the_reference(d435: Path) -> None:
-    from fusanet_ros.bag_eval import _messages, camera_model, ground_truth_depth
+    from fusanet_ros.bag_eval import _messages, camera_model
     from fusanet_ros.registration import Registration
 
-    reader = open_reader(d435 / D435_FORMS["ros1"])
+    reader = open_bag(d435 / D435_FORMS["ros1"])
     try:
         msgs: dict[str, Any] = {}
         for topic, _, msg in _messages(reader, [c.topic for c in reader.connections]):
@@ -394,7 +395,7 @@ def test_d435_registration_matches_the_reference(d435: Path) -> None:
     color = camera_model(msgs["/device_0/sensor_1/Color_0/info/camera_info"])
     depth = camera_model(msgs["/device_0/sensor_0/Depth_0/info/camera_info"])
     extrinsic, _ = realsense_extrinsic(msgs, D435_TOPICS["depth"], D435_TOPICS["image"])
-    registered = Registration(depth, color, extrinsic, "bag").apply(ground_truth_depth(msgs[D435_TOPICS["depth"]]))
+    registered = Registration(depth, color, extrinsic, "bag").apply(image_to_depth(msgs[D435_TOPICS["depth"]]))
     reference = cv2.imread(str(d435 / "extracted" / "depth_registered_to_color_mm.png"), cv2.IMREAD_UNCHANGED).astype(np.float64)
     ref_valid = reference > 0
     mm = np.nan_to_num(registered.astype(np.float64) * 1000.0)
@@ -402,7 +403,7 @@ def test_d435_registration_matches_the_reference(d435: Path) -> None:
     assert (close & ref_valid).sum() / ref_valid.sum() > 0.95
     assert abs((mm > 0).mean() - ref_valid.mean()) < 0.02  # sparse like the reference (~39 % of pixels)
     # The inverse convention (colour-to-depth) must be clearly worse: the test tells them apart.
-    wrong = register_depth(ground_truth_depth(msgs[D435_TOPICS["depth"]]), depth.intrinsics, color.intrinsics, (640, 480),
+    wrong = register_depth(image_to_depth(msgs[D435_TOPICS["depth"]]), depth.intrinsics, color.intrinsics, (640, 480),
                            extrinsic.inverse())
     wrong_mm = np.nan_to_num(wrong.astype(np.float64) * 1000.0)
     assert ((np.abs(wrong_mm - reference) <= np.maximum(2.0, 0.01 * reference)) & ref_valid).sum() / ref_valid.sum() < 0.5

@@ -16,6 +16,7 @@ from fusanet_core.metrics import (
     crop_box,
     crop_mask,
     format_table,
+    timing_summary,
 )
 
 
@@ -184,3 +185,10 @@ def test_accumulator_skips_and_averages():
         empty = MetricAccumulator()
         empty.add(gt, np.zeros((2, 2)))
         empty.summary()
+
+
+def test_timing_summary():
+    stats = timing_summary([4.0, 1.0, 3.0, 2.0])
+    assert stats == {"n": 4, "p50": 2.5, "p95": pytest.approx(3.85), "mean": 2.5, "max": 4.0}
+    empty = timing_summary([])
+    assert empty["n"] == 0 and all(math.isnan(empty[k]) for k in ("p50", "p95", "mean", "max"))

@@ -62,7 +62,7 @@ def test_sample_bag_is_small_and_complete() -> None:
 def test_missing_topic_lists_the_bags_topics(capsys: pytest.CaptureFixture) -> None:
     assert cli_main(["play", str(SAMPLE_BAG), "--topics", "/nope"]) == 2
     err = capsys.readouterr().err
-    assert "/nope not in the bag" in err and COLOR in err and "/camera/depth/image_raw" in err
+    assert "'/nope' is not in the bag" in err and COLOR in err and "/camera/depth/image_raw" in err
     assert cli_main(["play", str(SAMPLE_BAG / "missing")]) == 2
     assert "bag not found" in capsys.readouterr().err
 

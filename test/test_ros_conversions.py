@@ -195,6 +195,14 @@ def test_cloud_reader_handles_padding_float64_and_bad_layouts() -> None:
         conv.cloud_to_xyz(msg)
 
 
+def test_core_pointfield_table_matches_sensor_msgs() -> None:
+    from fusanet_core.msg_arrays import POINTFIELD_DTYPES
+
+    names = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "UINT16": np.uint16, "INT32": np.int32,
+             "UINT32": np.uint32, "FLOAT32": np.float32, "FLOAT64": np.float64}
+    assert POINTFIELD_DTYPES == {getattr(PointField, name): np.dtype(dtype) for name, dtype in names.items()}
+
+
 def test_points_to_cloud_round_trip_and_nan_filter() -> None:
     xyz = RNG.random((7, 3)).astype(np.float32)
     xyz[2] = np.nan

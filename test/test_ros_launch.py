@@ -21,11 +21,14 @@ from fusanet_ros.launch_description import DEPTH_ARGUMENTS, NodeSpec, depth_node
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "depth.launch.py"
+EVAL_LAUNCH_FILE = ROOT / "launch" / "eval.launch.py"
+SAMPLE_BAG = ROOT / "sample" / "tum_rgbd_bag"
 
 
 # ------------------------------------------------------------ a minimal stand-in for launch/launch_ros
 def _fake_launch(recorded: list[dict[str, Any]]) -> dict[str, types.ModuleType]:
-    """Just enough of `launch` and `launch_ros` to evaluate a launch file and record Node kwargs."""
+    """Just enough of `launch` and `launch_ros` to evaluate a launch file and record Node kwargs
+    (and `{"process": kwargs}` of ExecuteProcess actions)."""
 
     class LaunchDescription:
         def __init__(self, entities: list) -> None:
@@ -50,22 +53,33 @@ def _fake_launch(recorded: list[dict[str, Any]]) -> dict[str, types.ModuleType]:
         def __init__(self, **kwargs: Any) -> None:
             recorded.append(kwargs)
 
-    modules = {name: types.ModuleType(name) for name in
-               ("launch", "launch.actions", "launch.substitutions", "launch_ros", "launch_ros.actions")}
+    class ExecuteProcess:
+        def __init__(self, **kwargs: Any) -> None:
+            recorded.append({"process": kwargs})
+
+    class Inert:  # event handlers and events: nothing to start
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    modules = {name: types.ModuleType(name) for name in ("launch", "launch.actions", "launch.event_handlers", "launch.events",
+                                                         "launch.substitutions", "launch_ros", "launch_ros.actions")}
     modules["launch"].LaunchDescription = LaunchDescription
     modules["launch.actions"].DeclareLaunchArgument = DeclareLaunchArgument
     modules["launch.actions"].OpaqueFunction = OpaqueFunction
+    modules["launch.actions"].ExecuteProcess = ExecuteProcess
+    modules["launch.actions"].RegisterEventHandler = modules["launch.actions"].EmitEvent = Inert
+    modules["launch.event_handlers"].OnProcessExit = modules["launch.events"].Shutdown = Inert
     modules["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
     modules["launch_ros.actions"].Node = Node
     return modules
 
 
-def _run_launch_file(monkeypatch: pytest.MonkeyPatch, **launch_args: str) -> list[dict[str, Any]]:
-    """Evaluate depth.launch.py as `ros2 launch` would with `name:=value` arguments."""
+def _run_launch_file(monkeypatch: pytest.MonkeyPatch, launch_file: Path = LAUNCH_FILE, **launch_args: str) -> list[dict[str, Any]]:
+    """Evaluate a launch file (default depth.launch.py) as `ros2 launch` would with `name:=value` arguments."""
     recorded: list[dict[str, Any]] = []
     for name, module in _fake_launch(recorded).items():
         monkeypatch.setitem(sys.modules, name, module)
-    spec = importlib.util.spec_from_file_location("depth_launch", LAUNCH_FILE)
+    spec = importlib.util.spec_from_file_location(launch_file.name.split(".")[0] + "_launch", launch_file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
@@ -144,6 +158,37 @@ def test_launch_file_and_runner_start_the_same_nodes(monkeypatch: pytest.MonkeyP
     env = dict(line.split("=", 1) for line in result.stdout.splitlines() if line.startswith(("ROS_", "FASTDDS_")))
     assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST" or "ROS_AUTOMATIC_DISCOVERY_RANGE" in os.environ
     assert Path(env["FASTDDS_DEFAULT_PROFILES_FILE"]).is_file()
+
+
+EVAL_CASES = [
+    {"bag": str(SAMPLE_BAG)},
+    {"bag": str(SAMPLE_BAG), "namespace": "ev", "image_topic": "/cam/rgb", "camera_info_topic": "/cam/info",
+     "depth_topic": "/cam/depth", "depth_camera_info_topic": "/cam/depth/info", "checkpoint": str(ROOT / "setup.py"),
+     "device": "cpu", "output_dir": "out/ev", "slop": "0.1", "max_depth": "8", "rate": "0.5", "idle_timeout": "3",
+     "extrinsic": "0.015 0 0 0 0 0 1"},
+    {"image_topic": "/live/rgb"},  # no bag: evaluate live topics, no player
+]
+
+
+@pytest.mark.parametrize("launch_args", EVAL_CASES)
+def test_eval_launch_file_and_fusanet_launch_eval_start_the_same_processes(monkeypatch: pytest.MonkeyPatch,
+                                                                         launch_args: dict[str, str]) -> None:
+    recorded = _run_launch_file(monkeypatch, EVAL_LAUNCH_FILE, **launch_args)
+    launched = [_from_launch_ros(kw) for kw in recorded if "process" not in kw]
+    players = [kw["process"]["cmd"] for kw in recorded if "process" in kw]
+    cli = ["launch", "eval", "--dry-run"] + [f"--{k.replace('_', '-')}={v}" for k, v in launch_args.items()]
+    result = subprocess.run([sys.executable, "-m", "fusanet_ros.cli", *cli], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    commands = [shlex.split(line) for line in result.stdout.splitlines() if " -m " in line]
+    ran = [_from_command(cmd) for cmd in commands if "--ros-args" in cmd]
+    assert [n["name"] for n in launched] == [n["name"] for n in ran] == ["depth_node", "evaluator"]
+    for node, proc in zip(launched, ran):
+        assert _console_scripts()[node.pop("executable")] == f"{proc.pop('module')}"
+        assert node == proc
+    assert [cmd[1:] for cmd in commands if "--ros-args" not in cmd] == [cmd[1:] for cmd in players]
+    assert len(players) == (1 if launch_args.get("bag") else 0)
+    if players:
+        assert players[0][2:5] == ["fusanet_ros.cli", "play", str(SAMPLE_BAG.resolve())]
 
 
 def test_launch_arguments_cover_the_cli_options() -> None:

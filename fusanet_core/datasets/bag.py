@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from .. import msg_arrays
+from ..bags import bag_topics, closest_topic, open_bag, require_topics
 from .base import range_label, select_rows
 from .transforms import Frame, default_intrinsics
 
@@ -27,9 +28,6 @@ log = logging.getLogger(__name__)
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-COLOR_ENCODINGS = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,
-                   "mono8": cv2.COLOR_GRAY2RGB}
-DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
 
 
 @dataclass
@@ -38,49 +36,28 @@ class _Ref:
     bag_ns: int  # bag receive time: the key to read the message again
 
 
-def _open(path: Path) -> Any:
-    from rosbags.highlevel import AnyReader
-    from rosbags.typesys import Stores, get_typestore
-
-    # ROS 1 bags carry their message definitions; the default store covers the rest
-    return AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
-
-
 def _stamp(msg: Any, bag_ns: int) -> int:
-    stamp = msg.header.stamp
-    ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-    return ns if ns > 0 else bag_ns
+    """Header stamp, or the bag time when the header has none."""
+    return msg_arrays.stamp_ns(msg.header) or bag_ns
 
 
 def decode_image(msg: Any, msgtype: str, depth: bool, depth_scale: float) -> np.ndarray:
-    """sensor_msgs Image / CompressedImage -> HxWx3 uint8 RGB or HxW float32 metres."""
-    if msgtype.endswith("CompressedImage"):
-        flag = cv2.IMREAD_UNCHANGED if depth else cv2.IMREAD_COLOR
-        image = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), flag)
-        if image is None:
-            raise ValueError(f"cannot decode compressed image (format {msg.format!r})")
-        if depth:
-            return image.astype(np.float32) * (depth_scale if image.dtype == np.uint16 else 1.0)
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    encoding = _norm_encoding(msg.encoding)
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.frombuffer(bytes(msg.data), np.uint8)
-    if depth:
-        if encoding not in DEPTH_ENCODINGS:
-            raise ValueError(f"depth image encoding {msg.encoding!r} not supported (use one of {DEPTH_ENCODINGS})")
-        dtype = np.dtype(np.float32 if encoding == "32FC1" else np.uint16).newbyteorder(">" if msg.is_bigendian else "<")
-        rows = data.reshape(h, step)[:, : w * dtype.itemsize]
-        raw = rows.copy().view(dtype).reshape(h, w).astype(np.float32)
-        metres = raw if encoding == "32FC1" else raw * depth_scale
-        if encoding != "32FC1":
-            metres[(raw == 0) | (raw == 65535)] = 0.0
-        return np.where(np.isfinite(metres), metres, 0.0).astype(np.float32)
-    if encoding not in COLOR_ENCODINGS:
-        raise ValueError(f"colour image encoding {msg.encoding!r} not supported (use one of {sorted(COLOR_ENCODINGS)})")
-    channels = 1 if encoding == "mono8" else 4 if encoding in ("rgba8", "bgra8") else 3
-    image = data.reshape(h, step)[:, : w * channels].reshape(h, w, channels) if channels > 1 else data.reshape(h, step)[:, :w]
-    code = COLOR_ENCODINGS[encoding]
-    return np.ascontiguousarray(image) if code is None else cv2.cvtColor(np.ascontiguousarray(image), code)
+    """sensor_msgs Image / CompressedImage -> HxWx3 uint8 RGB, or HxW float32 metres with 0 invalid
+    (16-bit depth times `depth_scale`; 0 and 65535 are invalid, as in depth PNGs).
+
+    Raises:
+        ValueError: (msg_arrays.ConversionError) unsupported encoding or malformed message.
+    """
+    compressed = msgtype.endswith("CompressedImage")
+    if not depth:
+        return msg_arrays.compressed_to_rgb(msg) if compressed else msg_arrays.image_to_rgb(msg)
+    if compressed:
+        metres = msg_arrays.compressed_to_depth(msg, depth_scale)
+    else:
+        metres = msg_arrays.image_to_depth(msg, depth_scale)
+        if msg_arrays.norm_encoding(msg.encoding) != "32FC1":
+            metres[metres == np.float32(65535) * np.float32(depth_scale)] = np.nan  # saturated 16-bit: no reading
+    return np.nan_to_num(metres, nan=0.0)
 
 
 class BagSource:
@@ -115,28 +92,32 @@ class BagSource:
         self.name = f"{path.stem}{range_label(rows)}"
         self._reader: Any = None
         self._pid = -1
+        reader = open_bag(path)
         try:
-            with _open(path) as reader:
-                self._index(reader, rgb_topic, depth_topic, info_topic, slop_s, assume_registered)
+            self._index(reader, rgb_topic, depth_topic, info_topic, slop_s, assume_registered)
         except (ValueError, FileNotFoundError):
             raise
-        except Exception as err:  # rosbags raises its own types for unreadable bags
+        except Exception as err:  # rosbags raises its own types for damaged messages
             raise ValueError(f"cannot read bag {path}: {err}") from None
+        finally:
+            reader.close()
         self.pairs = select_rows(self.pairs, rows, f"bag {path}")
 
     # ------------------------------------------------------------------ indexing
 
     def _index(self, reader: Any, rgb_topic: str, depth_topic: str, info_topic: str, slop_s: float, assume_registered: bool) -> None:
+        topics = bag_topics(reader)
         images = {c.topic: c for c in reader.connections if c.msgtype in IMAGE_TYPES}
         infos = {c.topic: c for c in reader.connections if c.msgtype == INFO_TYPE}
+        require_topics(topics, [t for t in (rgb_topic, depth_topic) if t], IMAGE_TYPES, "image", self.path)
+        if info_topic:
+            require_topics(topics, info_topic, (INFO_TYPE,), "camera_info", self.path)
         self.rgb_topic, self.depth_topic = self._pick_image_topics(images, rgb_topic, depth_topic)
-        self.info_topic = info_topic or _closest(self.rgb_topic, list(infos))
-        if self.info_topic and self.info_topic not in infos:
-            raise ValueError(f"bag {self.path} has no CameraInfo topic {self.info_topic!r}; CameraInfo topics: {sorted(infos)}")
+        self.info_topic = info_topic or closest_topic(self.rgb_topic, list(infos)) or ""
         self.rgb_type = images[self.rgb_topic].msgtype
         self.depth_type = images[self.depth_topic].msgtype
         self.intrinsics, self.info_size = self._read_info(reader, infos.get(self.info_topic))
-        depth_info = _closest(self.depth_topic, [t for t in infos if t != self.info_topic])
+        depth_info = closest_topic(self.depth_topic, [t for t in infos if t != self.info_topic])
         if depth_info and not assume_registered and self.intrinsics is not None:
             k_depth, _ = self._read_info(reader, infos[depth_info])
             if k_depth is not None and not np.allclose(k_depth, self.intrinsics, rtol=0.01):
@@ -155,9 +136,6 @@ class BagSource:
             )
 
     def _pick_image_topics(self, images: dict[str, Any], rgb_topic: str, depth_topic: str) -> tuple[str, str]:
-        for topic in (rgb_topic, depth_topic):
-            if topic and topic not in images:
-                raise ValueError(f"bag {self.path} has no image topic {topic!r}; image topics: {sorted(images)}")
         if not depth_topic:
             found = [t for t in images if "depth" in t.lower() and t != rgb_topic]
             if len(found) != 1:
@@ -176,9 +154,11 @@ class BagSource:
             return None, None
         for conn, _, raw in reader.messages(connections=[connection]):
             msg = reader.deserialize(raw, conn.msgtype)
-            k = np.asarray(msg.k if hasattr(msg, "k") else msg.K, np.float64).reshape(3, 3)  # ROS 2 / ROS 1 names
-            if k[0, 0] > 0 and k[1, 1] > 0:
-                return np.array([k[0, 0], k[1, 1], k[0, 2], k[1, 2]]), (int(msg.height), int(msg.width))
+            try:
+                k = msg_arrays.camera_info_k(msg)  # K: the camera of the recorded (unrectified) image
+            except msg_arrays.ConversionError:
+                continue
+            return np.array(k), (int(msg.height), int(msg.width))
         return None, None
 
     @staticmethod
@@ -208,8 +188,7 @@ class BagSource:
     def _message(self, topic: str, bag_ns: int) -> Any:
         """Read one message back by bag time (the reader is opened once per process)."""
         if self._reader is None or self._pid != os.getpid():
-            self._reader = _open(self.path)
-            self._reader.open()
+            self._reader = open_bag(self.path)
             self._pid = os.getpid()
         connections = [c for c in self._reader.connections if c.topic == topic]
         for conn, _, raw in self._reader.messages(connections=connections, start=bag_ns, stop=bag_ns + 1):
@@ -218,9 +197,12 @@ class BagSource:
 
     def load(self, index: int) -> Frame:
         rgb_ref, depth_ref = self.pairs[index]
-        rgb = decode_image(self._message(self.rgb_topic, rgb_ref.bag_ns), self.rgb_type, False, self.depth_scale)
-        depth = decode_image(self._message(self.depth_topic, depth_ref.bag_ns), self.depth_type, True, self.depth_scale)
         where = f"bag {self.path} pair {index} ({self.rgb_topic} @ {rgb_ref.stamp_ns} ns)"
+        try:
+            rgb = decode_image(self._message(self.rgb_topic, rgb_ref.bag_ns), self.rgb_type, False, self.depth_scale)
+            depth = decode_image(self._message(self.depth_topic, depth_ref.bag_ns), self.depth_type, True, self.depth_scale)
+        except msg_arrays.ConversionError as err:
+            raise ValueError(f"{where}: {err}") from None
         if rgb.shape[:2] != depth.shape:
             raise ValueError(f"{where}: colour is {rgb.shape[1]}x{rgb.shape[0]} but depth is {depth.shape[1]}x{depth.shape[0]}")
         k = self.intrinsics
@@ -228,29 +210,8 @@ class BagSource:
             k = default_intrinsics(*depth.shape)
         elif self.info_size and self.info_size != depth.shape and all(self.info_size):
             sy, sx = depth.shape[0] / self.info_size[0], depth.shape[1] / self.info_size[1]
-            k = np.array([k[0] * sx, k[1] * sy, (k[2] + 0.5) * sx - 0.5, (k[3] + 0.5) * sy - 0.5])
+            k = np.array(msg_arrays.scale_intrinsics(tuple(k), sx, sy))
         return Frame(rgb, depth, k.copy())
-
-
-def _norm_encoding(encoding: str) -> str:
-    """"16uc1" -> "16UC1", "RGB8" -> "rgb8": ROS spells the two families differently."""
-    upper = encoding.strip().upper()
-    return upper if upper in ("16UC1", "32FC1") else encoding.strip().lower()
-
-
-def _closest(topic: str, candidates: list[str]) -> str:
-    """The candidate sharing the longest path prefix with `topic` ("" when none shares any)."""
-    def shared(other: str) -> int:
-        a, b = topic.strip("/").split("/"), other.strip("/").split("/")
-        n = 0
-        while n < min(len(a), len(b)) and a[n] == b[n]:
-            n += 1
-        return n
-
-    scored = sorted(((shared(c), c) for c in candidates), reverse=True)
-    if not scored or scored[0][0] == 0 or (len(scored) > 1 and scored[0][0] == scored[1][0]):
-        return ""
-    return scored[0][1]
 
 
 def _pair(rgb: list[_Ref], depth: list[_Ref], slop_ns: int) -> list[tuple[_Ref, _Ref]]:

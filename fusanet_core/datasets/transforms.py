@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..geometry import scale_intrinsics
+
 
 @dataclass
 class Frame:
@@ -67,9 +69,7 @@ def resize(frame: Frame, size: tuple[int, int]) -> Frame:
     # INTER_NEAREST_EXACT samples the source pixel under each target pixel centre; plain
     # INTER_NEAREST is shifted by half a source pixel per scale step.
     depth = cv2.resize(frame.depth, (nw, nh), interpolation=cv2.INTER_NEAREST_EXACT)
-    fx, fy, cx, cy = frame.intrinsics
-    k = np.array([fx * sx, fy * sy, (cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5], np.float64)
-    return Frame(rgb, depth, k)
+    return Frame(rgb, depth, np.array(scale_intrinsics(frame.intrinsics, sx, sy), np.float64))
 
 
 def crop(frame: Frame, top: int, left: int, size: tuple[int, int]) -> Frame:
