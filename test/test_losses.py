@@ -394,3 +394,16 @@ def test_multiscale_under_autocast_matches_float32():
         amp = multiscale_loss(depth, conf, target, mask, points, 1, LossConfig())
     assert amp["loss"].dtype == torch.float32
     assert float(amp["loss"]) == pytest.approx(float(ref["loss"]), rel=1e-6)
+
+
+def test_sparse_loss_never_rewards_worse_pixels_away_from_the_points():
+    """The denominator normalises: gradients reach only the point pixels, and making other
+    pixels worse does not lower the loss through the gradient."""
+    torch.manual_seed(0)
+    target = 1 + torch.rand(1, 1, 8, 8)
+    pred = (target + 0.3 * torch.randn(1, 1, 8, 8)).requires_grad_(True)
+    points = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    points[0, 0, 2, 3] = points[0, 0, 5, 6] = True
+    sparse_loss(pred, target, points).backward()
+    assert pred.grad[~points].abs().max() == 0
+    assert pred.grad[points].abs().min() > 0
