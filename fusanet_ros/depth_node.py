@@ -20,7 +20,6 @@ stale frames (counted) instead of queueing them, and nothing grows without bound
 from __future__ import annotations
 
 import math
-import signal
 import sys
 import threading
 import time
@@ -32,10 +31,8 @@ from typing import Any
 import cv2
 import numpy as np
 import rclpy
-import rclpy.exceptions
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -43,6 +40,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from fusanet_core.metrics import timing_summary
 
 from . import conversions as conv
+from .node_main import run_node
 
 NODE_NAME = "depth_node"
 
@@ -524,29 +522,11 @@ def _format(value: Any) -> str:
 
 def main(args: list[str] | None = None) -> int:
     """Console script `depth_node`: exits 2 with one line on invalid parameters or checkpoint."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = DepthNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, FileNotFoundError, OSError, rclpy.exceptions.ParameterException) as err:
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        rclpy.logging.get_logger(NODE_NAME).error(f"cannot start: {text}")
-        return 2
-    except Exception:
-        if rclpy.ok():
-            raise
-        # SIGINT/SIGTERM while starting or entering spin shuts the context down under rclpy's
-        # feet (RCLError "context is not valid"): a requested stop, not a failure.
-    finally:
-        # rclpy has shut down and removed its handlers: a second Ctrl-C must not break the clean-up.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if node is not None:
-            node.stop()
-            node.destroy_node()
-        rclpy.try_shutdown()
+    return run_node(NODE_NAME, DepthNode, rclpy.spin, _stop, args)
+
+
+def _stop(node: DepthNode) -> int:
+    node.stop()
     return 0
 
 

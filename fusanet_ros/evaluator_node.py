@@ -39,12 +39,12 @@ from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from . import conversions as conv
+from .node_main import run_node
 from .bag_eval import REGISTER_MODES, camera_model, check_slop, parse_crop
 from .eval_report import EvalSettings, Evaluation
 from .registration import Registration, parse_extrinsic, registration_reason
@@ -426,25 +426,12 @@ class EvaluatorNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console script `evaluator_node`; the report is written however the node ends."""
-    rclpy.init(args=args)
-    node = None
-    code = 0
-    try:
-        node = EvaluatorNode()
-        while rclpy.ok() and not node.done.is_set():
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, FileNotFoundError, OSError, rclpy.exceptions.ParameterException) as err:
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        rclpy.logging.get_logger(NODE_NAME).error(f"cannot start: {text}")
-        return 2
-    finally:
-        if node is not None:
-            code = _finish(node)
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return run_node(NODE_NAME, EvaluatorNode, _spin_until_done, _finish, args)
+
+
+def _spin_until_done(node: EvaluatorNode) -> None:
+    while rclpy.ok() and not node.done.is_set():
+        rclpy.spin_once(node, timeout_sec=0.1)
 
 
 def _finish(node: EvaluatorNode) -> int:
