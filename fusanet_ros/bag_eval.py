@@ -10,8 +10,7 @@ and decides the pairing; the second decodes images in bag order and holds a fram
 partner arrives.
 
 Also home of the helpers that the live `evaluator_node` shares (camera models, slop and crop
-parsing) and of the plain-data `eval` launch description (bag player + depth node +
-evaluator) used by launch/eval.launch.py and, through the process runner, by `bag-eval --live`.
+parsing). The live mode (`--live`) starts the launch of `eval_launch`.
 """
 
 from __future__ import annotations
@@ -228,6 +227,8 @@ def _run_live(opts: BagEvalOptions, rate: float, idle_timeout: float, domain_id:
         "evaluator_parameters": {"min_depth": opts.min_depth, "crop": opts.crop or "", "gt_depth_scale": opts.depth_scale,
                                  "max_panels": opts.panels, "max_frames": opts.max_frames, "register": opts.register},
     }
+    from .eval_launch import run_eval_launch
+
     code = run_eval_launch(values, domain_id)
     print(f"report: {Path(opts.out) / 'report.md'}")
     return code
@@ -494,161 +495,3 @@ def _meta(opts: BagEvalOptions, scan: _Scan, registration: Registration | None, 
         "registration": registration.describe() if registration else "none (ground truth already in the colour camera)",
         "depth_scale": f"{opts.depth_scale:g} m per unit of 16UC1/mono16 ground truth",
     }
-
-
-# ------------------------------------------------------------------- live: the `eval` launch
-# Plain data shared by launch/eval.launch.py (ros2 launch) and `run_eval_launch` (the process runner
-# of pip installs): bag player + depth node + evaluator. Built on launch_description's types.
-def eval_arguments() -> tuple[Any, ...]:
-    """Launch arguments of the eval launch (LaunchArgument: name, default, description)."""
-    from .launch_description import LaunchArgument
-
-    return (
-        LaunchArgument("bag", "", "bag to play (ROS 1 .bag, ROS 2 folder or .mcap); empty = evaluate live topics"),
-        LaunchArgument("image_topic", "/camera/color/image_raw", "colour image topic (depth node input)"),
-        LaunchArgument("camera_info_topic", "/camera/color/camera_info", "colour camera_info topic"),
-        LaunchArgument("depth_topic", "/camera/depth/image_raw", "ground-truth depth topic"),
-        LaunchArgument("depth_camera_info_topic", "", "ground-truth camera_info topic (only used to register)"),
-        LaunchArgument("params_file", "", "depth node parameter YAML; empty = the package's config/depth.yaml"),
-        LaunchArgument("namespace", "", "namespace of both nodes and their topics"),
-        LaunchArgument("checkpoint", "", "checkpoint file; empty = the params file's value (default: bundled)"),
-        LaunchArgument("device", "", "auto | cpu | cuda[:N]; empty = the params file's value"),
-        LaunchArgument("output_dir", "eval_report", "report folder"),
-        LaunchArgument("slop", str(DEFAULT_SLOP), "max |stamp difference| in s between prediction and ground truth"),
-        LaunchArgument("max_depth", "10.0", "metres scored (the depth node publishes NaN beyond its own max_depth)"),
-        LaunchArgument("rate", "1.0", "bag playback rate (lower it when the model is slower than the bag)"),
-        LaunchArgument("idle_timeout", "5.0", "s without messages before the evaluator writes the report and exits"),
-        LaunchArgument("extrinsic", "", "depth-to-colour 'tx ty tz qx qy qz qw' when the ground truth needs registration"),
-    )
-
-
-def eval_nodes(
-    image_topic: str = "/camera/color/image_raw",
-    camera_info_topic: str = "/camera/color/camera_info",
-    depth_topic: str = "/camera/depth/image_raw",
-    depth_camera_info_topic: str = "",
-    params_file: str = "",
-    namespace: str = "",
-    checkpoint: str = "",
-    device: str = "",
-    output_dir: str = "eval_report",
-    slop: str | float = DEFAULT_SLOP,
-    max_depth: str | float = 10.0,
-    idle_timeout: str | float = 5.0,
-    extrinsic: str = "",
-    depth_parameters: dict[str, Any] | None = None,
-    evaluator_parameters: dict[str, Any] | None = None,
-    **_: Any,
-) -> list[Any]:
-    """NodeSpecs of the eval launch: the depth node (as `depth_nodes` builds it) and the evaluator.
-
-    String arguments come straight from launch arguments ("" = default); `*_parameters` override.
-    """
-    from .launch_description import NodeSpec, depth_nodes, normalize_namespace
-
-    camera_info_topic = camera_info_topic or "/camera/color/camera_info"  # "" would be an invalid remapping
-    nodes = depth_nodes(params_file=params_file, namespace=namespace, image_topic=image_topic,
-                        camera_info_topic=camera_info_topic, checkpoint=checkpoint, device=device,
-                        extra_parameters=depth_parameters)
-    params: dict[str, Any] = {"output_dir": str(Path(output_dir or "eval_report").expanduser().resolve()),
-                              "slop": float(slop), "max_depth": float(max_depth), "idle_timeout": float(idle_timeout),
-                              **({"extrinsic": str(extrinsic)} if extrinsic else {})}
-    params.update(evaluator_parameters or {})
-    remaps = [("image", image_topic), ("ground_truth", depth_topic)]
-    if depth_camera_info_topic:
-        remaps.append(("ground_truth/camera_info", depth_camera_info_topic))
-    evaluator = NodeSpec(package="fusanet", executable="evaluator_node", module="fusanet_ros.evaluator_node",
-                         name="evaluator", namespace=normalize_namespace(namespace), parameters=tuple(params.items()),
-                         remappings=tuple(remaps))
-    return [*nodes, evaluator]
-
-
-def eval_player(bag: str, topics: Sequence[str], rate: str | float = 1.0, python: str | None = None) -> list[str]:
-    """Command line of the bag player (`fusanet play`) for the eval launch.
-
-    It waits for a subscriber on each played topic: the depth node subscribes to camera_info only
-    once its model is loaded, so no frame is played into a node that is not ready.
-    """
-    if not float(rate) > 0:
-        raise ValueError(f"rate must be > 0, got {rate}")
-    return [python or sys.executable, "-m", "fusanet_ros.cli", "play", str(Path(bag).expanduser().resolve()),
-            "--rate", str(float(rate)), "--topics", *[t for t in topics if t], "--wait-for-subscribers", "120"]
-
-
-def eval_player_topics(values: dict[str, Any]) -> list[str]:
-    """Topics the eval launch plays from the bag: colour image and camera_info, ground truth (+ its camera_info)."""
-    defaults = {a.name: a.default for a in eval_arguments()}
-    names = ("image_topic", "camera_info_topic", "depth_topic", "depth_camera_info_topic")
-    return [t for t in (str(values.get(n) or defaults[n]) for n in names) if t]
-
-
-def run_eval_launch(values: dict[str, Any], domain_id: int | None = None, log_dir: str | Path | None = None,
-                    timeout: float | None = None) -> int:
-    """The eval launch as processes (pip installs): depth node + evaluator, then the bag player.
-
-    The player starts once the graph shows both nodes subscribed and the depth output matched
-    (no frame is played into a node that is still loading its model); the run ends when the
-    evaluator has written its report and exited (idle timeout, max_frames) or on SIGINT/SIGTERM
-    (forwarded to the evaluator, which then writes the report); the other processes are stopped
-    afterwards. Returns the evaluator's exit status.
-    """
-    import os
-    import signal
-    import time
-
-    from .runner import Runner, dds_env
-
-    env = dds_env(domain_id)
-    runner = Runner(eval_nodes(**values), env, log_dir=log_dir)
-    received: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, _f: received.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
-    deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
-    try:
-        runner.start()
-        evaluator = next(proc for name, proc in runner.procs if name == "evaluator")
-        if values.get("bag"):
-            domain = int(env.get("ROS_DOMAIN_ID") or os.environ.get("ROS_DOMAIN_ID") or 0)
-            if not _wait_until_ready(runner, domain, values, lambda: bool(received) or time.monotonic() > deadline):
-                log.error("the depth node and the evaluator did not come up: not playing the bag")
-            else:
-                player = eval_player(values["bag"], eval_player_topics(values), values.get("rate", 1.0))
-                runner.start_process("player", player)
-        while evaluator.poll() is None and not received and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if evaluator.poll() is None:  # interrupted or timed out: the evaluator writes its report on SIGINT
-            evaluator.send_signal(signal.SIGINT)
-            evaluator.wait(30)
-        return int(evaluator.returncode or 0)
-    finally:
-        runner.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _wait_until_ready(runner: Any, domain: int, values: dict[str, Any], give_up: Any) -> bool:
-    """Wait, with a probe node, until both nodes subscribe to the image and the depth output is matched."""
-    from .harness import Probe
-    from .launch_description import normalize_namespace
-
-    namespace = normalize_namespace(str(values.get("namespace") or ""))
-    image = str(values.get("image_topic") or "/camera/color/image_raw")
-    image = image if image.startswith("/") else f"{namespace}/{image}"
-    depth = f"{namespace}/depth"
-    with Probe(domain, "fusanet_eval_launcher") as probe:
-        node = probe.node
-
-        def ready() -> bool:
-            if give_up() or len(runner.running()) < len(runner.procs):
-                raise _Abort
-            return node.count_subscribers(image) >= 2 and node.count_publishers(depth) >= 1 and node.count_subscribers(depth) >= 1
-
-        try:
-            probe.spin_until(ready, 1e9)
-        except _Abort:
-            return False
-        probe.spin_for(1.0)  # discovery is per pair: give the depth output time to match the evaluator
-    return True
-
-
-class _Abort(Exception):
-    """Stop waiting (a node died, a signal arrived or the time is up)."""

@@ -26,7 +26,7 @@ def add_ros_commands(sub: argparse._SubParsersAction) -> None:
 def _add_launch(sub: argparse._SubParsersAction) -> None:
     """`fusanet launch depth|eval`: one option per argument of the launch file (`--image-topic` for
     `image_topic:=`), plus node parameter overrides, the DDS domain and a dry run."""
-    from .bag_eval import eval_arguments
+    from .eval_launch import eval_arguments
     from .launch_description import DEPTH_ARGUMENTS
 
     p = sub.add_parser("launch", help="start a launch description's nodes as processes (like ros2 launch fusanet <name>.launch.py)",
@@ -56,7 +56,7 @@ def run_launch(args: argparse.Namespace) -> int:
     node_params = dict(parse_param(p) for p in args.param)
     player: list[list[str]] = []
     if args.launch_name == "eval":
-        from .bag_eval import eval_nodes, eval_player, eval_player_topics, run_eval_launch
+        from .eval_launch import eval_nodes, eval_player, eval_player_topics, run_eval_launch
 
         values["depth_parameters"] = node_params
         if not args.dry_run:

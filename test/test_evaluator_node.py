@@ -20,7 +20,8 @@ from std_msgs.msg import Header  # noqa: E402
 
 from fusanet_core.metrics import compute_metrics  # noqa: E402
 from fusanet_ros import conversions as conv  # noqa: E402
-from fusanet_ros.bag_eval import BagEvalOptions, eval_arguments, eval_nodes, evaluate_bag, run_eval_launch  # noqa: E402
+from fusanet_ros.bag_eval import BagEvalOptions, evaluate_bag  # noqa: E402
+from fusanet_ros.eval_launch import eval_arguments, eval_nodes, run_eval_launch  # noqa: E402
 from fusanet_ros.evaluator_node import PARAMETERS, EvaluatorNode, StampPairing, validate_settings  # noqa: E402
 from fusanet_ros.registration import RigidTransform, register_depth  # noqa: E402
 
