@@ -7,6 +7,7 @@ Layout, widths and every choice the paper leaves open: docs/architecture.md.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -107,6 +108,10 @@ class FusionBlock(nn.Module):
             conv_bn_relu(d_out, d_out),
         )
         self.depth_head = nn.Conv2d(d_out, 1, 3, padding=1)
+        # Start at the geometric mean of the depth range (1 m for 0.1-10 m), not at its middle
+        # (5 m): with Adam the head's bias walks ~lr per step, so a far start costs hundreds of steps.
+        start = (math.sqrt(cfg.min_depth * cfg.max_depth) - cfg.min_depth) / (cfg.max_depth - cfg.min_depth)
+        nn.init.constant_(self.depth_head.bias, math.log(start / (1 - start)))
         if cfg.use_confidence:
             self.cp_encoder = NConv2d(c_out, c_out, 3)
             self.dec_upper = NConv2d(c_out + d_below, d_out, 3)

@@ -18,6 +18,8 @@ class MultiScaleFeatures(nn.Module):
         super().__init__()
         convs = [nn.Conv2d(c_in, c_each, 3, padding=1), nn.Conv2d(c_in, c_each, 5, padding=2)]
         convs += [nn.Conv2d(c_in, c_each, 3, padding=d, dilation=d) for d in DILATIONS]
+        for conv in convs:  # inputs are small and non-negative: a positive bias keeps no ReLU dead at start
+            nn.init.constant_(conv.bias, 0.1)
         self.convs = nn.ModuleList(convs)
 
     def forward(self, x: Tensor) -> Tensor:
