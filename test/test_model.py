@@ -108,3 +108,14 @@ def test_ablation_switches():
 def test_build_model_rejects_unknown_preset():
     with pytest.raises(ValueError, match="unknown preset"):
         build_model("huge")
+
+
+def test_untrained_depth_starts_at_the_geometric_mean_of_the_range():
+    cfg = ModelConfig(**PRESETS["tiny"], min_depth=0.1, max_depth=10.0)
+    model = FuSaNet(cfg).eval()
+    for block in model.fusion_net.blocks:  # isolate the head's bias: zero the features' influence
+        torch.nn.init.zeros_(block.depth_head.weight)
+    with torch.no_grad():
+        depth = model(torch.rand(1, 3, 32, 48))["depth"]
+    for d in depth:
+        assert torch.allclose(d, torch.full_like(d, 1.0), atol=1e-4)
