@@ -12,7 +12,7 @@ time (conversion, postprocessing, message building, publishing, cloud), measured
 
 Usage:
     python bench/bench_node.py [--checkpoint FILE | --preset small] [--seconds 30] [--rate 30]
-                               [--markdown]   # print the BENCHMARKS.md table row
+                               [--threads N] [--input-size H W]
 """
 
 from __future__ import annotations
