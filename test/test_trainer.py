@@ -170,4 +170,4 @@ def test_indoor_config_resolves_the_shared_data(shared_data):
     cfg = load_config(path)
     assert cfg.preset == "small" and cfg.data.image_size == (120, 160) and cfg.train.batch_size == 8
     sizes = [len(build_source(spec, cfg, path.parent)) for spec in cfg.data.train + cfg.data.val]
-    assert sizes == [400, 198, 100, 50]
+    assert sizes == [400, 198, 198, 100, 50]  # office listed twice: both sets weigh equally
