@@ -10,25 +10,25 @@ import numpy as np
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """HxWx3 uint8 RGB; a missing or undecodable file raises with its name."""
+def _imread(path: str | Path, flag: int, what: str) -> np.ndarray:
+    """cv2.imread that names a missing or undecodable file instead of returning None."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"cannot decode image {path} (corrupt or not an image)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        raise FileNotFoundError(f"{what} not found: {path}")
+    image = cv2.imread(str(path), flag)
+    if image is None:
+        raise ValueError(f"cannot decode {what} {path} (corrupt or not an image)")
+    return image
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """HxWx3 uint8 RGB; a missing or undecodable file raises with its name."""
+    return cv2.cvtColor(_imread(path, cv2.IMREAD_COLOR, "image"), cv2.COLOR_BGR2RGB)
 
 
 def read_depth(path: str | Path, depth_to_m: float) -> np.ndarray:
     """Metric depth (float32 metres) from a 16-bit PNG/PGM; 0 and 65535 become 0 (invalid)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"depth image not found: {path}")
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        raise ValueError(f"cannot decode depth image {path} (corrupt or not an image)")
+    raw = _imread(path, cv2.IMREAD_UNCHANGED, "depth image")
     if raw.ndim != 2 or raw.dtype not in (np.uint16, np.uint8):
         raise ValueError(f"depth image {path} must be single-channel 16-bit, got {raw.dtype} {raw.shape}")
     depth = raw.astype(np.float32) * float(depth_to_m)

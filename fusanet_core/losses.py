@@ -295,6 +295,17 @@ def log_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor
         return _masked_mean(log_error_map(pred, target), valid)
 
 
+def _sobel_pairs(pred: Tensor, target: Tensor, mask: Tensor | None) -> tuple[Tensor, ...] | None:
+    """Sobel x/y of pred and target plus the pixels whose 3x3 support is valid; None when the
+    map is smaller than the kernel. Shared by L_grad and L_norm."""
+    _check_same(pred, target=target, mask=mask)
+    if min(pred.shape[-2:]) < 3:
+        return None
+    with _no_autocast(pred):
+        target, valid = _clean_target(target, mask)
+        return (*sobel_gradients(pred), *sobel_gradients(target), _erode(valid, 3))
+
+
 def gradient_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
     """L_grad = mean ln(|dx_d - dx_g| + 0.5) + mean ln(|dy_d - dy_g| + 0.5) over Sobel gradients.
 
@@ -308,15 +319,12 @@ def gradient_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> T
     Returns:
         Scalar tensor (0 with a graph when nothing is valid or H, W < 3).
     """
-    _check_same(pred, target=target, mask=mask)
     pred = _as_float(pred)
-    if min(pred.shape[-2:]) < 3:
+    grads = _sobel_pairs(pred, target, mask)
+    if grads is None:
         return pred.sum() * 0.0
     with _no_autocast(pred):
-        target, valid = _clean_target(target, mask)
-        inner = _erode(valid, 3)
-        pdx, pdy = sobel_gradients(pred)
-        tdx, tdy = sobel_gradients(target)
+        pdx, pdy, tdx, tdy, inner = grads
         return _masked_mean(log_error_map(pdx, tdx), inner) + _masked_mean(log_error_map(pdy, tdy), inner)
 
 
@@ -334,15 +342,12 @@ def normal_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Ten
     Returns:
         Scalar tensor (0 with a graph when nothing is valid or H, W < 3).
     """
-    _check_same(pred, target=target, mask=mask)
     pred = _as_float(pred)
-    if min(pred.shape[-2:]) < 3:
+    grads = _sobel_pairs(pred, target, mask)
+    if grads is None:
         return pred.sum() * 0.0
     with _no_autocast(pred):
-        target, valid = _clean_target(target, mask)
-        inner = _erode(valid, 3)
-        pdx, pdy = sobel_gradients(pred)
-        tdx, tdy = sobel_gradients(target)
+        pdx, pdy, tdx, tdy, inner = grads
         dot = pdx * tdx + pdy * tdy + 1.0
         norms = torch.sqrt(pdx**2 + pdy**2 + 1.0) * torch.sqrt(tdx**2 + tdy**2 + 1.0)
         return _masked_mean(torch.abs(1.0 - dot / norms), inner)

@@ -18,6 +18,13 @@ SAMPLE = ROOT / "sample" / "tum_rgbd"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Trainer runs set their own thread count; every test starts with the one set above."""
+    yield
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def sample_frame() -> dict:
     """First bundled TUM frame: rgb uint8, depth metres, intrinsics (fx, fy, cx, cy)."""

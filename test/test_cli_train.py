@@ -10,7 +10,6 @@ from pathlib import Path
 
 import cv2
 import pytest
-import torch
 import yaml
 
 from fusanet_core.checkpoint import read_checkpoint
@@ -19,12 +18,6 @@ from fusanet_core.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample" / "tum_rgbd"
 
-
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_config(folder: Path, train: list[str] | None = None, **extra) -> Path:

@@ -24,13 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample" / "tum_rgbd"
 
 
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    """Trainer configs here use one thread (fast on a shared 2-core machine); restore after."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny_config(out_dir: Path, **train) -> dict:
     """Tiny preset at 48x64; six training frames (the sample twice), batch 2 -> 3 steps/epoch."""
