@@ -12,6 +12,8 @@ import functools
 from pathlib import Path
 from typing import Any, Sequence
 
+from .errors import error_reason
+
 
 @functools.lru_cache(maxsize=1)
 def _default_typestore() -> Any:
@@ -43,12 +45,6 @@ def open_bag(paths: str | Path | Sequence[str | Path]) -> Any:
         names = ", ".join(map(str, bag_paths))
         raise ValueError(f"cannot read bag {names}: it is truncated, corrupt or not a bag ({error_reason(err)})") from None
     return reader
-
-
-def error_reason(err: BaseException) -> str:
-    """The first line of an exception's text (its type name when empty), at most 200 characters."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text[:200]
 
 
 def bag_topics(reader: Any) -> dict[str, tuple[str, int]]:

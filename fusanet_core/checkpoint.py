@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .config import Config, config_from_dict
+from .errors import error_reason
 
 FORMAT = "fusanet-checkpoint-v1"
 
@@ -53,8 +54,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, foreign pickle, random bytes: all end here
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {path} is corrupt, truncated or not a safe torch file ({reason[:160]})") from None
+        reason = error_reason(err, limit=160)
+        raise CheckpointError(f"checkpoint {path} is corrupt, truncated or not a safe torch file ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"checkpoint {path} is not a FuSaNet checkpoint (format {found!r}, expected {FORMAT!r})")

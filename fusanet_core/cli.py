@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from .checkpoint import CheckpointError
+from .errors import error_reason
 
 USER_ERRORS = (ValueError, FileNotFoundError, CheckpointError, OSError, KeyError)
 
@@ -75,8 +76,7 @@ def main(argv: list[str] | None = None, extend: Callable[[argparse._SubParsersAc
     try:
         return int(args.run(args) or 0)
     except USER_ERRORS as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"fusanet {args.command}: error: {message}", file=sys.stderr)
+        print(f"fusanet {args.command}: error: {error_reason(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,7 @@ class TrainConfig:
     lr_decay_start: int = 10
     lr_decay_every: int = 5
     lr_decay: float = 0.95
+    lr_cooldown_epochs: int = 0  # last N epochs: half-cosine towards 0 (0 = paper schedule only)
     grad_clip: float = 1.0
     max_steps: int = 0  # 0 = no limit
     max_bad_steps: int = 20  # consecutive non-finite losses before giving up
@@ -157,6 +159,8 @@ class TrainConfig:
             raise ValueError(f"train.epochs and train.batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
         if self.lr_decay_every < 1:
             raise ValueError(f"train.lr_decay_every must be >= 1, got {self.lr_decay_every}")
+        if not 0 <= self.lr_cooldown_epochs <= self.epochs:
+            raise ValueError(f"train.lr_cooldown_epochs must be in [0, epochs], got {self.lr_cooldown_epochs}")
 
 
 @dataclass
@@ -212,19 +216,35 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     return _build(Config, {**data, "model": model}, "config")
 
 
-def load_config(path: str | Path) -> Config:
-    """Load a YAML config file; unknown keys raise ValueError naming the key and file."""
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Load a YAML config file, then apply `section.key=value` overrides (values parsed as
+    YAML); unknown keys raise ValueError naming the key and file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
+        for item in overrides:
+            _apply_override(data, item)
     except yaml.YAMLError as err:
         raise ValueError(f"config {path} is not valid YAML: {err}") from None
     try:
         return config_from_dict(data)
     except (TypeError, ValueError) as err:
         raise ValueError(f"config {path}: {err}") from None
+
+
+def _apply_override(data: dict[str, Any], item: str) -> None:
+    dotted, sep, text = item.partition("=")
+    keys = dotted.strip().split(".")
+    if not sep or not all(keys):
+        raise ValueError(f"override {item!r} is not of the form section.key=value")
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override {item!r}: {key} is not a section")
+    node[keys[-1]] = yaml.safe_load(text)
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .checkpoint import load_model
+from .errors import error_reason
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def export_onnx(
             torch.onnx.export(wrapper, (rgb,), str(out), input_names=["rgb"], output_names=["depth", "confidence"],
                               opset_version=opset, dynamo=False)
         except Exception as err:  # exporter errors are many types; report one line
-            raise ValueError(f"ONNX export of {checkpoint} failed: {str(err).strip().splitlines()[0][:200]}") from None
+            raise ValueError(f"ONNX export of {checkpoint} failed: {error_reason(err)}") from None
     onnx.checker.check_model(str(out))
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     # Tracing froze the model's data-dependent branches: check an input other than the traced one.

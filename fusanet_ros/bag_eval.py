@@ -26,7 +26,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from fusanet_core import msg_arrays
-from fusanet_core.bags import bag_topics, closest_topic, error_reason, open_bag, require_topics
+from fusanet_core.bags import bag_topics, closest_topic, open_bag, require_topics
+from fusanet_core.errors import error_reason
 from fusanet_core.metrics import CROPS
 
 from .eval_report import EvalSettings, Evaluation

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fusanet_core.bags import bag_topics, open_bag, require_topics  # noqa: F401 (open_bag, bag_topics: this module's API)
+from fusanet_core.errors import error_reason
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run_play(args)
     except (ValueError, FileNotFoundError, OSError) as err:
-        print(f"fusanet play: error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
+        print(f"fusanet play: error: {error_reason(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

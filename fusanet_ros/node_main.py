@@ -10,6 +10,8 @@ import rclpy.exceptions
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
+from fusanet_core.errors import error_reason
+
 N = TypeVar("N", bound=Node)
 START_ERRORS = (ValueError, FileNotFoundError, OSError, rclpy.exceptions.ParameterException)
 
@@ -30,8 +32,7 @@ def run_node(name: str, build: Callable[[], N], spin: Callable[[N], None], finis
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except START_ERRORS as err:
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        rclpy.logging.get_logger(name).error(f"cannot start: {text}")
+        rclpy.logging.get_logger(name).error(f"cannot start: {error_reason(err)}")
         code = 2
     except Exception:
         if rclpy.ok():

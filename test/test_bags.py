@@ -111,3 +111,11 @@ def test_readers_work_on_rosbags_messages_with_any_encoding_case() -> None:
     np.testing.assert_allclose(msg_arrays.image_to_depth(depth, 0.002), [[np.nan, 3.0]])
     with pytest.raises(msg_arrays.ConversionError, match="not a colour encoding"):
         msg_arrays.image_to_rgb(depth)
+
+
+def test_error_reason_is_one_bounded_line():
+    from fusanet_core.errors import error_reason
+
+    assert error_reason(ValueError("first\nsecond")) == "first"
+    assert error_reason(KeyError()) == "KeyError"
+    assert error_reason(OSError("x" * 500), limit=10) == "x" * 10

@@ -46,6 +46,17 @@ def test_lr_schedule_is_the_papers():
         lr_at(0, cfg)
 
 
+def test_lr_cooldown_only_changes_the_last_epochs():
+    plain = config_from_dict({"train": {"epochs": 30}})
+    cooled = config_from_dict({"train": {"epochs": 30, "lr_cooldown_epochs": 10}})
+    assert [lr_at(e, cooled) for e in range(1, 21)] == [lr_at(e, plain) for e in range(1, 21)]
+    ratios = [lr_at(e, cooled) / lr_at(e, plain) for e in range(21, 31)]
+    assert all(a > b for a, b in zip(ratios, ratios[1:]))  # strictly falling
+    assert 0.9 < ratios[0] < 1.0 and 0.0 < ratios[-1] < 0.05
+    with pytest.raises(ValueError, match="lr_cooldown_epochs"):
+        config_from_dict({"train": {"epochs": 5, "lr_cooldown_epochs": 6}})
+
+
 def test_task_loss_has_both_passes_and_gradients():
     cfg = config_from_dict(tiny_config(Path("unused")))
     torch.manual_seed(0)
@@ -153,6 +164,22 @@ def test_shipped_training_configs_follow_the_paper():
     assert kitti.model.max_depth == 80.0 and kitti.data.kind == "kitti"
     for cfg in (nyu, kitti):
         assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr) == (150, 32, 7e-4)
+
+
+def test_config_overrides_parse_yaml_values_and_reject_bad_keys(tmp_path):
+    from fusanet_core.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"preset": "tiny", "loss": {"lam": 0.01}}))
+    cfg = load_config(path, ["loss.lam=0", "train.epochs=7", "data.image_size=[60, 80]"])
+    assert cfg.loss.lam == 0.0 and cfg.train.epochs == 7 and cfg.data.image_size == (60, 80)
+    assert load_config(path).loss.lam == 0.01  # the file itself is untouched
+    with pytest.raises(ValueError, match="unknown key"):
+        load_config(path, ["loss.lamda=0"])
+    with pytest.raises(ValueError, match="section.key=value"):
+        load_config(path, ["loss.lam"])
+    with pytest.raises(ValueError, match="not a section"):
+        load_config(path, ["preset.x=1"])
 
 
 def test_indoor_config_resolves_the_shared_data(shared_data):

@@ -1,0 +1,9 @@
+"""One-line error texts for CLIs and logs (no torch import: the bag player uses it)."""
+
+from __future__ import annotations
+
+
+def error_reason(err: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's text (its type name when empty), at most `limit` characters."""
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:limit]
