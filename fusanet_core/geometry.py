@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def scale_pixel(coord: Any, scale: float) -> Any:
+    """A pixel coordinate (float, numpy or torch) after resizing its image axis by `scale`,
+    pixel-centre convention: the centre of pixel 0 moves to 0.5 * scale - 0.5 (as cv2.resize)."""
+    return (coord + 0.5) * scale - 0.5
+
 
 def scale_intrinsics(k: tuple[float, float, float, float], sx: float, sy: float) -> tuple[float, float, float, float]:
     """(fx, fy, cx, cy) after resizing an image by (sx, sy), pixel-centre convention: the centre
-    of pixel 0 sits at 0.5 / s - 0.5 in the new image (as cv2.resize and PointBatch.scaled)."""
+    of pixel 0 sits at 0.5 * s - 0.5 in the new image (as cv2.resize and PointBatch.scaled)."""
     fx, fy, cx, cy = (float(v) for v in k)
-    return fx * sx, fy * sy, (cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5
+    return fx * sx, fy * sy, scale_pixel(cx, sx), scale_pixel(cy, sy)

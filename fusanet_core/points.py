@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .geometry import scale_pixel
+
 
 
 @dataclass
@@ -69,9 +71,8 @@ class PointBatch:
 
     def scaled(self, sx: float, sy: float) -> PointBatch:
         """The same points after resizing the image by (sx, sy) (pixel-centre convention)."""
-        u = (self.uv[..., 0] + 0.5) * sx - 0.5
-        v = (self.uv[..., 1] + 0.5) * sy - 0.5
-        return PointBatch(torch.stack([u, v], -1), self.depth, self.weight)
+        uv = torch.stack([scale_pixel(self.uv[..., 0], sx), scale_pixel(self.uv[..., 1], sy)], -1)
+        return PointBatch(uv, self.depth, self.weight)
 
     def rasterize(self, height: int, width: int) -> tuple[Tensor, Tensor]:
         """Sparse depth map and confidence map (B, 1, H, W); the last point wins on collisions."""

@@ -37,6 +37,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
+from fusanet_core.geometry import scale_pixel
 from fusanet_core.metrics import timing_summary
 
 from . import conversions as conv
@@ -436,8 +437,8 @@ class DepthNode(Node):
             return conv.project_points(conv.cloud_to_xyz(msg, skip_nans=False), k, width, height)
         uvz = conv.sparse_depth_to_points(msg)
         sx, sy = width / int(msg.width), height / int(msg.height)
-        uvz[:, 0] = (uvz[:, 0] + 0.5) * sx - 0.5  # sparse image at another size: same field of view
-        uvz[:, 1] = (uvz[:, 1] + 0.5) * sy - 0.5
+        uvz[:, 0] = scale_pixel(uvz[:, 0], sx)  # sparse image at another size: same field of view
+        uvz[:, 1] = scale_pixel(uvz[:, 1], sy)
         return uvz, 0
 
     # --------------------------------------------------------------------------- outputs

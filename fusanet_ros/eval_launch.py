@@ -16,20 +16,20 @@ from .bag_eval import DEFAULT_SLOP
 
 log = logging.getLogger(__name__)
 
-def eval_arguments() -> tuple[Any, ...]:
-    """Launch arguments of the eval launch (LaunchArgument: name, default, description)."""
-    from .launch_description import LaunchArgument
 
+def eval_arguments() -> tuple[Any, ...]:
+    """Launch arguments of the eval launch (LaunchArgument: name, default, description); the
+    depth node's own arguments are those of the depth launch."""
+    from .launch_description import DEPTH_ARGUMENTS, LaunchArgument
+
+    depth = {a.name: a for a in DEPTH_ARGUMENTS}
     return (
         LaunchArgument("bag", "", "bag to play (ROS 1 .bag, ROS 2 folder or .mcap); empty = evaluate live topics"),
-        LaunchArgument("image_topic", "/camera/color/image_raw", "colour image topic (depth node input)"),
-        LaunchArgument("camera_info_topic", "/camera/color/camera_info", "colour camera_info topic"),
+        depth["image_topic"],
+        depth["camera_info_topic"],
         LaunchArgument("depth_topic", "/camera/depth/image_raw", "ground-truth depth topic"),
         LaunchArgument("depth_camera_info_topic", "", "ground-truth camera_info topic (only used to register)"),
-        LaunchArgument("params_file", "", "depth node parameter YAML; empty = the package's config/depth.yaml"),
-        LaunchArgument("namespace", "", "namespace of both nodes and their topics"),
-        LaunchArgument("checkpoint", "", "checkpoint file; empty = the params file's value (default: bundled)"),
-        LaunchArgument("device", "", "auto | cpu | cuda[:N]; empty = the params file's value"),
+        *(depth[name] for name in ("params_file", "namespace", "checkpoint", "device")),
         LaunchArgument("output_dir", "eval_report", "report folder"),
         LaunchArgument("slop", str(DEFAULT_SLOP), "max |stamp difference| in s between prediction and ground truth"),
         LaunchArgument("max_depth", "10.0", "metres scored (the depth node publishes NaN beyond its own max_depth)"),
