@@ -18,7 +18,6 @@ from torch import Tensor
 from .geometry import scale_pixel
 
 
-
 @dataclass
 class PointBatch:
     """A batch of point sets padded to a common length N (N may be 0)."""
