@@ -43,7 +43,7 @@ def open_bag(paths: str | Path | Sequence[str | Path]) -> Any:
         reader.open()
     except Exception as err:  # noqa: BLE001 - rosbags raises many types (and UnicodeDecodeError) for damaged files
         names = ", ".join(map(str, bag_paths))
-        raise ValueError(f"cannot read bag {names}: it is truncated, corrupt or not a bag ({error_reason(err)})") from None
+        raise ValueError(f"cannot read bag {names}: it is truncated, corrupt or not a bag ({error_reason(err, limit=200)})") from None
     return reader
 
 

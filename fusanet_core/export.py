@@ -100,7 +100,7 @@ def export_onnx(
             torch.onnx.export(wrapper, (rgb,), str(out), input_names=["rgb"], output_names=["depth", "confidence"],
                               opset_version=opset, dynamo=False)
         except Exception as err:  # exporter errors are many types; report one line
-            raise ValueError(f"ONNX export of {checkpoint} failed: {error_reason(err)}") from None
+            raise ValueError(f"ONNX export of {checkpoint} failed: {error_reason(err, limit=200)}") from None
     onnx.checker.check_model(str(out))
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     # Tracing froze the model's data-dependent branches: check an input other than the traced one.

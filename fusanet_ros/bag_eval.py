@@ -104,7 +104,7 @@ def _messages(reader: Any, topics: Sequence[str]) -> Iterator[tuple[str, int, An
         except StopIteration:
             return
         except Exception as err:  # noqa: BLE001 - damaged chunk / record in the middle of the bag
-            raise ValueError(f"cannot read bag {reader.paths[0]} past this point: truncated or corrupt ({error_reason(err)})") from None
+            raise ValueError(f"cannot read bag {reader.paths[0]} past this point: truncated or corrupt ({error_reason(err, limit=200)})") from None
         yield conn.topic, int(bag_ns), msg
 
 

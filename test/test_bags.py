@@ -119,3 +119,4 @@ def test_error_reason_is_one_bounded_line():
     assert error_reason(ValueError("first\nsecond")) == "first"
     assert error_reason(KeyError()) == "KeyError"
     assert error_reason(OSError("x" * 500), limit=10) == "x" * 10
+    assert error_reason(OSError("x" * 500)) == "x" * 500  # CLIs keep the whole line
