@@ -117,6 +117,15 @@ def test_bad_data_gives_one_clear_line(workdir, capsys, damage):
     assert expected in error_line(capsys, "train")
 
 
+def test_train_set_overrides_reach_the_run(workdir, capsys):
+    config = write_config(workdir)
+    assert main(["train", "--config", str(config), "--set", "train.max_steps=1", "--set", "loss.lam=0"]) == 0
+    payload = read_checkpoint(workdir / "run" / "last.pt")[0]
+    assert payload["trainer"]["step"] == 1 and payload["config"]["loss"]["lam"] == 0.0
+    assert main(["train", "--config", str(config), "--force", "--set", "loss.lamda=0"]) == 2
+    assert "unknown key(s) ['lamda']" in error_line(capsys, "train")
+
+
 def test_bad_eval_inputs(workdir, capsys):
     assert main(["eval", "--checkpoint", "nope.pt", "--data", "set"]) == 2
     assert "nope.pt" in error_line(capsys, "eval")
