@@ -244,7 +244,10 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise ValueError(f"override {item!r}: {key} is not a section")
-    node[keys[-1]] = yaml.safe_load(text)
+    try:
+        node[keys[-1]] = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ValueError(f"override {item!r}: the value is not valid YAML") from None
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

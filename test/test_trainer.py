@@ -180,6 +180,8 @@ def test_config_overrides_parse_yaml_values_and_reject_bad_keys(tmp_path):
         load_config(path, ["loss.lam"])
     with pytest.raises(ValueError, match="not a section"):
         load_config(path, ["preset.x=1"])
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_config(path, ["data.image_size=[60, 80"])
 
 
 def test_indoor_config_resolves_the_shared_data(shared_data):
