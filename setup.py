@@ -31,8 +31,8 @@ setup(
     entry_points={
         "console_scripts": [
             "fusanet = fusanet_ros.cli:main",
-            "depth_node = fusanet_ros.depth_node:main",
-            "evaluator_node = fusanet_ros.evaluator_node:main",
+            "depth_node = fusanet_ros.nodes.depth_node:main",
+            "evaluator_node = fusanet_ros.nodes.evaluator_node:main",
         ],
     },
 )

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fusanet_core.metrics import timing_summary  # noqa: E402
-from fusanet_ros import conversions as conv  # noqa: E402
+from fusanet_ros.nodes import conversions as conv  # noqa: E402
 
 FRAME = ROOT / "sample" / "tum_rgbd" / "00.color.jpg"
 K = (520.9, 521.0, 325.1, 249.7)
@@ -90,9 +90,9 @@ def run(args: argparse.Namespace) -> dict[str, float | str]:
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-    from fusanet_ros.harness import Probe
-    from fusanet_ros.launch_description import depth_nodes
-    from fusanet_ros.runner import Runner, dds_env, pick_domain_id
+    from fusanet_ros.startup.probe import Probe
+    from fusanet_ros.startup.launch_description import depth_nodes
+    from fusanet_ros.startup.runner import Runner, dds_env, pick_domain_id
 
     checkpoint, model_note = _checkpoint(args)
     standalone = standalone_predict_ms(checkpoint, args.input_size, args.threads)

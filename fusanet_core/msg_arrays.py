@@ -5,8 +5,8 @@ endianness) and raises `ConversionError` (a ValueError) naming what is wrong, so
 count and log bad input and a dataset can name the bad frame. ROS 1 field names of rosbags objects
 (`K`/`P`, `nsec`) are accepted, and encodings are matched case-insensitively ("RGB8", "16uc1").
 
-Used by `fusanet_core.datasets.bag` (training from bags), `fusanet_ros.bag_eval` (offline bag
-evaluation) and, re-exported beside the writers, by `fusanet_ros.conversions` (the nodes).
+Used by `fusanet_core.datasets.bag` (training from bags), `fusanet_ros.evaluation.bag_eval` (offline bag
+evaluation) and, re-exported beside the writers, by `fusanet_ros.nodes.conversions` (the nodes).
 Message data is read with `np.frombuffer` (zero copy).
 """
 

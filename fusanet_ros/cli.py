@@ -14,8 +14,8 @@ from fusanet_core import cli as core_cli
 
 def add_ros_commands(sub: argparse._SubParsersAction) -> None:
     """Register `launch`, `play`, `demo` and `bag-eval`."""
-    from .bag_eval import add_bag_eval_command
-    from .demo import add_demo_command
+    from fusanet_ros.tools.bag_eval_command import add_bag_eval_command
+    from fusanet_ros.tools.demo import add_demo_command
 
     _add_launch(sub)
     _add_play(sub)
@@ -26,8 +26,8 @@ def add_ros_commands(sub: argparse._SubParsersAction) -> None:
 def _add_launch(sub: argparse._SubParsersAction) -> None:
     """`fusanet launch depth|eval`: one option per argument of the launch file (`--image-topic` for
     `image_topic:=`), plus node parameter overrides, the DDS domain and a dry run."""
-    from .eval_launch import eval_arguments
-    from .launch_description import DEPTH_ARGUMENTS
+    from fusanet_ros.startup.eval_launch import eval_arguments
+    from fusanet_ros.startup.launch_description import DEPTH_ARGUMENTS
 
     p = sub.add_parser("launch", help="start a launch description's nodes as processes (like ros2 launch fusanet <name>.launch.py)",
                        description="Start the nodes of launch/<name>.launch.py as processes with the DDS setup of this "
@@ -49,14 +49,14 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
 
 
 def run_launch(args: argparse.Namespace) -> int:
-    from .launch_description import depth_nodes, parse_param
-    from .runner import Runner, dds_env, run_foreground
+    from fusanet_ros.startup.launch_description import depth_nodes, parse_param
+    from fusanet_ros.startup.runner import Runner, dds_env, run_foreground
 
     values = {arg.name: getattr(args, arg.name) for arg in args.launch_arguments}
     node_params = dict(parse_param(p) for p in args.param)
     player: list[list[str]] = []
     if args.launch_name == "eval":
-        from .eval_launch import eval_nodes, eval_player, eval_player_topics, run_eval_launch
+        from fusanet_ros.startup.eval_launch import eval_nodes, eval_player, eval_player_topics, run_eval_launch
 
         values["depth_parameters"] = node_params
         if not args.dry_run:
@@ -85,7 +85,7 @@ def _quote(arg: str) -> str:
 
 
 def _add_play(sub: argparse._SubParsersAction) -> None:
-    from .bag_player import add_play_arguments, run_play
+    from fusanet_ros.tools.bag_player import add_play_arguments, run_play
 
     p = sub.add_parser("play", help="publish a ROS 2 (sqlite3/MCAP) or ROS 1 bag (like ros2 bag play)")
     add_play_arguments(p)

@@ -1,6 +1,6 @@
 """FuSaNet depth node: `ros2 launch fusanet depth.launch.py image_topic:=/camera/color/image_raw`.
 
-The nodes, parameters and remappings come from `fusanet_ros.launch_description`, the same plain
+The nodes, parameters and remappings come from `fusanet_ros.startup.launch_description`, the same plain
 description that `fusanet launch depth` starts as processes on pip-only installs, so both ways
 run the same thing.
 
@@ -13,7 +13,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from fusanet_ros.launch_description import DEPTH_ARGUMENTS, depth_nodes
+from fusanet_ros.startup.launch_description import DEPTH_ARGUMENTS, depth_nodes
 
 
 def _nodes(context, *args, **kwargs):

@@ -3,8 +3,8 @@
     ros2 launch fusanet eval.launch.py bag:=/path/to/bag image_topic:=/camera/color/image_raw \
         camera_info_topic:=/camera/color/camera_info depth_topic:=/camera/depth/image_raw
 
-The nodes, parameters and remappings come from `fusanet_ros.eval_launch.eval_nodes`, the same plain
-description that `fusanet_ros.eval_launch.run_eval_launch` starts as processes on pip-only installs.
+The nodes, parameters and remappings come from `fusanet_ros.startup.eval_launch.eval_nodes`, the same plain
+description that `fusanet_ros.startup.eval_launch.run_eval_launch` starts as processes on pip-only installs.
 The player is `fusanet play` (it reads ROS 1 and ROS 2 bags); leave `bag` empty to evaluate live
 topics from a camera. The launch ends when the evaluator has written its report (after
 `idle_timeout` seconds without messages) or on Ctrl-C (the evaluator writes the report then too).
@@ -19,7 +19,7 @@ from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from fusanet_ros.eval_launch import eval_arguments, eval_nodes, eval_player, eval_player_topics
+from fusanet_ros.startup.eval_launch import eval_arguments, eval_nodes, eval_player, eval_player_topics
 
 
 def _actions(context, *args, **kwargs):

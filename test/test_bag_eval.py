@@ -24,9 +24,11 @@ from rosbags.typesys import Stores, get_typestore  # noqa: E402
 from fusanet_core.metrics import compute_metrics  # noqa: E402
 from fusanet_core.bags import closest_topic, open_bag  # noqa: E402
 from fusanet_core.msg_arrays import image_to_depth  # noqa: E402
-from fusanet_ros.bag_eval import BagEvalOptions, evaluate_bag, pair_nearest, parse_crop  # noqa: E402
-from fusanet_ros.eval_report import EvalSettings, Evaluation, PanelKeeper  # noqa: E402
-from fusanet_ros.registration import (RigidTransform, parse_extrinsic, realsense_extrinsic, register_depth,  # noqa: E402
+from fusanet_ros.evaluation.bag_eval import BagEvalOptions, evaluate_bag  # noqa: E402
+from fusanet_ros.evaluation.pairing import pair_nearest  # noqa: E402
+from fusanet_ros.evaluation.report import parse_crop  # noqa: E402
+from fusanet_ros.evaluation.report import EvalSettings, Evaluation, PanelKeeper  # noqa: E402
+from fusanet_ros.evaluation.registration import (RigidTransform, parse_extrinsic, realsense_extrinsic, register_depth,  # noqa: E402
                                       tf_static_extrinsic)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -274,7 +276,7 @@ def test_sample_bag_end_to_end_matches_a_direct_computation(tmp_path: Path, tiny
     from rosbags.highlevel import AnyReader
 
     from fusanet_core.predictor import Predictor
-    from fusanet_ros import conversions as conv
+    from fusanet_ros.nodes import conversions as conv
 
     bag, out = _sample_bag(tmp_path), tmp_path / "report"
     code, stdout, err = run_cli(["bag-eval", str(bag), "--image-topic", "/camera/color/image_raw", "--depth-topic",
@@ -382,8 +384,9 @@ def d435() -> Path:
 
 
 def test_d435_registration_matches_the_reference(d435: Path) -> None:
-    from fusanet_ros.bag_eval import _messages, camera_model
-    from fusanet_ros.registration import Registration
+    from fusanet_ros.evaluation.bag_eval import _messages
+    from fusanet_ros.evaluation.registration import camera_model
+    from fusanet_ros.evaluation.registration import Registration
 
     reader = open_bag(d435 / D435_FORMS["ros1"])
     try:

@@ -19,11 +19,12 @@ pytest.importorskip("rclpy")
 from std_msgs.msg import Header  # noqa: E402
 
 from fusanet_core.metrics import compute_metrics  # noqa: E402
-from fusanet_ros import conversions as conv  # noqa: E402
-from fusanet_ros.bag_eval import BagEvalOptions, evaluate_bag  # noqa: E402
-from fusanet_ros.eval_launch import eval_arguments, eval_nodes, run_eval_launch  # noqa: E402
-from fusanet_ros.evaluator_node import PARAMETERS, EvaluatorNode, StampPairing, validate_settings  # noqa: E402
-from fusanet_ros.registration import RigidTransform, register_depth  # noqa: E402
+from fusanet_ros.nodes import conversions as conv  # noqa: E402
+from fusanet_ros.evaluation.bag_eval import BagEvalOptions, evaluate_bag  # noqa: E402
+from fusanet_ros.startup.eval_launch import eval_arguments, eval_nodes, run_eval_launch  # noqa: E402
+from fusanet_ros.evaluation.pairing import StampPairing  # noqa: E402
+from fusanet_ros.nodes.evaluator_node import PARAMETERS, EvaluatorNode, validate_settings  # noqa: E402
+from fusanet_ros.evaluation.registration import RigidTransform, register_depth  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_BAG = ROOT / "sample" / "tum_rgbd_bag"
@@ -94,9 +95,9 @@ def test_invalid_parameters_are_named(name: str, value: Any, match: str) -> None
 
 
 def test_bad_parameters_exit_2_with_one_line(tmp_path: Path) -> None:
-    from fusanet_ros.runner import dds_env, pick_domain_id
+    from fusanet_ros.startup.runner import dds_env, pick_domain_id
 
-    result = subprocess.run([sys.executable, "-m", "fusanet_ros.evaluator_node", "--ros-args", "-p", "slop:=-1.0",
+    result = subprocess.run([sys.executable, "-m", "fusanet_ros.nodes.evaluator_node", "--ros-args", "-p", "slop:=-1.0",
                              "-p", f"output_dir:={tmp_path}"], env=dds_env(pick_domain_id()), capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2
@@ -108,11 +109,11 @@ def test_sigint_writes_the_report(tmp_path: Path) -> None:
     import signal
     import time
 
-    from fusanet_ros.runner import dds_env, pick_domain_id
+    from fusanet_ros.startup.runner import dds_env, pick_domain_id
 
     log = tmp_path / "evaluator.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "fusanet_ros.evaluator_node", "--ros-args", "-p",
+        proc = subprocess.Popen([sys.executable, "-m", "fusanet_ros.nodes.evaluator_node", "--ros-args", "-p",
                                  f"output_dir:={tmp_path / 'report'}"], env=dds_env(pick_domain_id()), stdout=out,
                                 stderr=subprocess.STDOUT)
         try:
@@ -138,8 +139,8 @@ def make_node(tmp_path: Path) -> Any:
     from rclpy.parameter import Parameter
     from rclpy.signals import SignalHandlerOptions
 
-    from fusanet_ros.harness import prepare_process_env
-    from fusanet_ros.runner import pick_domain_id
+    from fusanet_ros.startup.probe import prepare_process_env
+    from fusanet_ros.startup.runner import pick_domain_id
 
     domain = pick_domain_id()
     prepare_process_env(domain)
@@ -295,7 +296,7 @@ def test_live_and_offline_give_the_same_metrics(tmp_path: Path) -> None:
 
     import fusanet_core
     from fusanet_core.checkpoint import save_checkpoint
-    from fusanet_ros.runner import pick_domain_id
+    from fusanet_ros.startup.runner import pick_domain_id
 
     if not (SAMPLE_BAG / "metadata.yaml").is_file():
         pytest.skip("sample/tum_rgbd_bag is not in this checkout")

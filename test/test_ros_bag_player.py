@@ -15,11 +15,11 @@ pytest.importorskip("rclpy")
 
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from fusanet_ros import bag_player  # noqa: E402
-from fusanet_ros import conversions as conv  # noqa: E402
+from fusanet_ros.tools import bag_player  # noqa: E402
+from fusanet_ros.nodes import conversions as conv  # noqa: E402
 from fusanet_ros.cli import main as cli_main  # noqa: E402
-from fusanet_ros.harness import Probe  # noqa: E402
-from fusanet_ros.runner import dds_env, pick_domain_id  # noqa: E402
+from fusanet_ros.startup.probe import Probe  # noqa: E402
+from fusanet_ros.startup.runner import dds_env, pick_domain_id  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_BAG = ROOT / "sample" / "tum_rgbd_bag"
@@ -33,7 +33,7 @@ D435_DEPTH = "/device_0/sensor_0/Depth_0/image/data"
 
 
 def _play(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fusanet_ros.bag_player", *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "fusanet_ros.tools.bag_player", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 

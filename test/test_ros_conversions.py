@@ -10,7 +10,7 @@ pytest.importorskip("sensor_msgs.msg")
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from fusanet_ros import conversions as conv  # noqa: E402
+from fusanet_ros.nodes import conversions as conv  # noqa: E402
 
 RNG = np.random.default_rng(0)
 K = (520.9, 521.0, 325.1, 249.7)

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from fusanet_ros.runner import _held, shm_files  # noqa: E402
+from fusanet_ros.startup.runner import _held, shm_files  # noqa: E402
 
 
 def _tiny_checkpoint(path: Path) -> Path:

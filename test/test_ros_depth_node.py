@@ -21,10 +21,10 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from fusanet_ros import conversions as conv  # noqa: E402
-from fusanet_ros.harness import Probe  # noqa: E402
-from fusanet_ros.launch_description import depth_nodes  # noqa: E402
-from fusanet_ros.runner import Runner, dds_env, pick_domain_id, shm_files  # noqa: E402
+from fusanet_ros.nodes import conversions as conv  # noqa: E402
+from fusanet_ros.startup.probe import Probe  # noqa: E402
+from fusanet_ros.startup.launch_description import depth_nodes  # noqa: E402
+from fusanet_ros.startup.runner import Runner, dds_env, pick_domain_id, shm_files  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample" / "tum_rgbd"
@@ -314,7 +314,7 @@ def _processes_in_sessions(sids: list[int]) -> list[int]:
 
 
 def _held_by_live_process(name: str) -> bool:
-    from fusanet_ros.runner import _held
+    from fusanet_ros.startup.runner import _held
 
     return name.startswith("sem.") or _held(name)
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from fusanet_ros import runner as runner_mod
-from fusanet_ros.launch_description import DEPTH_ARGUMENTS, NodeSpec, depth_nodes, format_param_value, parse_param
+from fusanet_ros.startup import runner as runner_mod
+from fusanet_ros.startup.launch_description import DEPTH_ARGUMENTS, NodeSpec, depth_nodes, format_param_value, parse_param
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "depth.launch.py"
@@ -230,7 +230,7 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def test_params_file_matches_node_defaults() -> None:
-    from fusanet_ros.depth_node import PARAMETERS, validate_settings
+    from fusanet_ros.nodes.depth_node import PARAMETERS, validate_settings
 
     data = yaml.safe_load((ROOT / "config" / "depth.yaml").read_text())
     assert list(data) == ["/**"], "the key must be /** so that namespaced nodes get the parameters"
@@ -260,7 +260,7 @@ def test_params_file_matches_node_defaults() -> None:
     ],
 )
 def test_invalid_parameters_are_named(name: str, value: Any, match: str) -> None:
-    from fusanet_ros.depth_node import PARAMETERS, validate_settings
+    from fusanet_ros.nodes.depth_node import PARAMETERS, validate_settings
 
     values = {k: default for k, (default, _, _) in PARAMETERS.items()}
     values[name] = value
@@ -272,7 +272,7 @@ def test_invalid_parameters_are_named(name: str, value: Any, match: str) -> None
                                             ("checkpoint:=/no/such.pt", "not found")])
 def test_node_exits_with_one_line_on_bad_parameters(override: str, match: str, tmp_path: Path) -> None:
     env = runner_mod.dds_env(runner_mod.pick_domain_id())
-    cmd = [sys.executable, "-m", "fusanet_ros.depth_node", "--ros-args", "-p", override]
+    cmd = [sys.executable, "-m", "fusanet_ros.nodes.depth_node", "--ros-args", "-p", override]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 2
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]

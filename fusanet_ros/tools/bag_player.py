@@ -203,7 +203,7 @@ def _play_with_rclpy(reader: Any, connections: list[Any], rate: float, loop: boo
 
 
 def add_play_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of `fusanet play` (also `python -m fusanet_ros.bag_player`)."""
+    """Options of `fusanet play` (also `python -m fusanet_ros.tools.bag_player`)."""
     p.add_argument("bags", nargs="+", metavar="BAG", help="bag folder or file (several are merged by time)")
     p.add_argument("--rate", type=float, default=1.0, help="playback rate factor (default: 1.0)")
     p.add_argument("--loop", action="store_true", help="play again and again until interrupted")
@@ -221,7 +221,7 @@ def run_play(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m fusanet_ros.bag_player`: `fusanet play` without loading the core CLI (and torch)."""
+    """`python -m fusanet_ros.tools.bag_player`: `fusanet play` without loading the core CLI (and torch)."""
     parser = argparse.ArgumentParser(prog="fusanet play", description=__doc__.splitlines()[0])
     add_play_arguments(parser)
     args = parser.parse_args(argv)

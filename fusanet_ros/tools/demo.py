@@ -1,7 +1,7 @@
 """`fusanet demo`: replay the bundled RGB-D bag into the depth node and save what it publishes.
 
 Three processes talk over real DDS: the depth node and the bag player (started by the runner with
-the DDS environment of DESIGN.md section 5), and a recorder node in this process. Saved under
+the DDS environment described in docs/ros.md), and a recorder node in this process. Saved under
 --out: per frame a 16-bit depth PNG (mm), a confidence PNG and a preview (colour | predicted depth |
 bag depth), the last point cloud as PLY, the node logs and summary.txt (also printed).
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .launch_description import depth_nodes, share_path
-from .runner import Runner, dds_env, pick_domain_id
+from fusanet_ros.startup.launch_description import depth_nodes, share_path
+from fusanet_ros.startup.runner import Runner, dds_env, pick_domain_id
 
 IMAGE_TOPIC = "/camera/color/image_raw"
 INFO_TOPIC = "/camera/color/camera_info"
@@ -59,7 +59,7 @@ class Recorded:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .launch_description import parse_param
+    from fusanet_ros.startup.launch_description import parse_param
 
     bag = Path(args.bag) if args.bag else default_bag()
     checkpoint = _checkpoint(args.checkpoint)
@@ -70,7 +70,7 @@ def run_demo(args: argparse.Namespace) -> int:
     specs = depth_nodes(namespace=NAMESPACE, image_topic=IMAGE_TOPIC, camera_info_topic=INFO_TOPIC, checkpoint=str(checkpoint),
                         device=args.device, extra_parameters=extra)
     env = dds_env(pick_domain_id())
-    player = [sys.executable, "-m", "fusanet_ros.bag_player", str(bag), "--rate", str(args.rate),
+    player = [sys.executable, "-m", "fusanet_ros.tools.bag_player", str(bag), "--rate", str(args.rate),
               "--topics", IMAGE_TOPIC, INFO_TOPIC, "--wait-for-subscribers", "30"]
     runner = Runner(specs, env, log_dir=out / "logs")
     started = time.monotonic()
@@ -101,7 +101,7 @@ def load_bag_frames(bag: Path) -> dict[int, dict[str, np.ndarray]]:
     """stamp (ns) -> {"rgb": HxWx3, "depth": HxW metres (NaN invalid)} of the bag's colour and depth."""
     from fusanet_core.bags import bag_topics, open_bag, require_topics
 
-    from . import conversions as conv
+    from fusanet_ros.nodes import conversions as conv
 
     frames: dict[int, dict[str, np.ndarray]] = {}
     reader = open_bag(bag)
@@ -144,7 +144,7 @@ def _subscribe(node: Any, recorded: Recorded) -> None:
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image, PointCloud2
 
-    from . import conversions as conv
+    from fusanet_ros.nodes import conversions as conv
 
     def on_depth(msg: Any) -> None:
         recorded.depth[conv.stamp_ns(msg.header)] = conv.image_to_depth(msg)
@@ -277,7 +277,7 @@ def _ms(value: str | None) -> str:
 
 def write_ply(path: Path, cloud: Any) -> int:
     """Binary little-endian PLY of the finite points of a PointCloud2 (with colour if present)."""
-    from . import conversions as conv
+    from fusanet_ros.nodes import conversions as conv
 
     names = [f.name for f in cloud.fields]
     fields = conv.read_cloud_fields(cloud, ("x", "y", "z", "rgb") if "rgb" in names else ("x", "y", "z"))

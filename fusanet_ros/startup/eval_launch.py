@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .bag_eval import DEFAULT_SLOP
+from fusanet_ros.evaluation.pairing import DEFAULT_SLOP
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def eval_arguments() -> tuple[Any, ...]:
     """Launch arguments of the eval launch (LaunchArgument: name, default, description); the
     depth node's own arguments are those of the depth launch."""
-    from .launch_description import DEPTH_ARGUMENTS, LaunchArgument
+    from fusanet_ros.startup.launch_description import DEPTH_ARGUMENTS, LaunchArgument
 
     depth = {a.name: a for a in DEPTH_ARGUMENTS}
     return (
@@ -61,7 +61,7 @@ def eval_nodes(
 
     String arguments come straight from launch arguments ("" = default); `*_parameters` override.
     """
-    from .launch_description import NodeSpec, depth_nodes, normalize_namespace
+    from fusanet_ros.startup.launch_description import NodeSpec, depth_nodes, normalize_namespace
 
     camera_info_topic = camera_info_topic or "/camera/color/camera_info"  # "" would be an invalid remapping
     nodes = depth_nodes(params_file=params_file, namespace=namespace, image_topic=image_topic,
@@ -74,7 +74,7 @@ def eval_nodes(
     remaps = [("image", image_topic), ("ground_truth", depth_topic)]
     if depth_camera_info_topic:
         remaps.append(("ground_truth/camera_info", depth_camera_info_topic))
-    evaluator = NodeSpec(package="fusanet", executable="evaluator_node", module="fusanet_ros.evaluator_node",
+    evaluator = NodeSpec(package="fusanet", executable="evaluator_node", module="fusanet_ros.nodes.evaluator_node",
                          name="evaluator", namespace=normalize_namespace(namespace), parameters=tuple(params.items()),
                          remappings=tuple(remaps))
     return [*nodes, evaluator]
@@ -113,7 +113,7 @@ def run_eval_launch(values: dict[str, Any], domain_id: int | None = None, log_di
     import signal
     import time
 
-    from .runner import Runner, dds_env
+    from fusanet_ros.startup.runner import Runner, dds_env
 
     env = dds_env(domain_id)
     runner = Runner(eval_nodes(**values), env, log_dir=log_dir)
@@ -144,8 +144,8 @@ def run_eval_launch(values: dict[str, Any], domain_id: int | None = None, log_di
 
 def _wait_until_ready(runner: Any, domain: int, values: dict[str, Any], give_up: Any) -> bool:
     """Wait, with a probe node, until both nodes subscribe to the image and the depth output is matched."""
-    from .harness import Probe
-    from .launch_description import normalize_namespace
+    from fusanet_ros.startup.probe import Probe
+    from fusanet_ros.startup.launch_description import normalize_namespace
 
     namespace = normalize_namespace(str(values.get("namespace") or ""))
     image = str(values.get("image_topic") or "/camera/color/image_raw")

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from fusanet_core import msg_arrays
 from fusanet_core.msg_arrays import Intrinsics
 
 
@@ -265,6 +266,13 @@ class CameraModel:
         """Same size and intrinsics (a depth image already registered to the colour camera)."""
         return (self.width, self.height) == (other.width, other.height) and bool(
             np.allclose(self.intrinsics, other.intrinsics, rtol=rtol, atol=1e-9))
+
+
+def camera_model(info: Any, frame_id: str = "") -> CameraModel:
+    """CameraModel of a CameraInfo (rclpy or rosbags, ROS 1 or 2): P first, then K, as the node reads it."""
+    coeffs = np.asarray(msg_arrays.msg_field(info, "d"), dtype=np.float64)
+    return CameraModel(msg_arrays.camera_info_intrinsics(info), int(info.width), int(info.height),
+                       frame_id or str(info.header.frame_id), bool(np.any(np.abs(coeffs) > 1e-9)))
 
 
 def registration_reason(color: CameraModel | None, depth: CameraModel | None, color_frame: str, depth_frame: str) -> str | None:

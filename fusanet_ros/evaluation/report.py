@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from fusanet_core.image_io import colorize_depth, write_rgb
-from fusanet_core.metrics import METRIC_NAMES, MetricAccumulator, timing_summary, valid_mask
+from fusanet_core.metrics import CROPS, METRIC_NAMES, MetricAccumulator, timing_summary, valid_mask
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,22 @@ STATUSES = ("ok", "no_valid_gt", "no_coverage", "size_mismatch", "error", "unpai
 HIST_EDGES = np.linspace(-1.0, 1.0, 101)  # relative error, 2 % bins; outliers land in the end bins
 PANEL_WIDTH = 320  # pixels per tile in the saved panels
 ASPECT_TOLERANCE = 0.01
+
+
+def parse_crop(text: str | None) -> str | tuple[int, int, int, int] | None:
+    """'' / 'none' -> None; a crop name; or 'top,bottom,left,right' in pixels."""
+    if text is None or str(text).strip().lower() in ("", "none"):
+        return None
+    text = str(text).strip()
+    if text in CROPS:
+        return text
+    try:
+        box = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise ValueError(f"crop must be none, {', '.join(CROPS)} or top,bottom,left,right in pixels, got {text!r}")
+    return box  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

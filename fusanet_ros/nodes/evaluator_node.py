@@ -15,7 +15,7 @@ Subscribes:
         wait for the depth node, not for the evaluator.)
 
 Each prediction is paired with the ground truth of the nearest stamp within `slop` (0 = exact),
-scored with fusanet_core.metrics (see fusanet_ros.eval_report for the policies) and, at the end,
+scored with fusanet_core.metrics (see fusanet_ros.evaluation.report for the policies) and, at the end,
 the report is written: on SIGINT / shutdown, after `idle_timeout` seconds without messages, or once
 `max_frames` predictions arrived. Pending maps are capped by count and by stamp age, so memory
 stays bounded on endless streams. Callbacks only record arrival times and pair stamps; scoring runs
@@ -32,7 +32,6 @@ import queue
 import sys
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,11 +42,12 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
-from . import conversions as conv
-from .node_main import run_node
-from .bag_eval import REGISTER_MODES, camera_model, check_slop, parse_crop
-from .eval_report import EvalSettings, Evaluation
-from .registration import Registration, parse_extrinsic, registration_reason
+from fusanet_ros.nodes import conversions as conv
+from fusanet_ros.nodes.node_main import run_node
+from fusanet_ros.evaluation.bag_eval import REGISTER_MODES
+from fusanet_ros.evaluation.pairing import Settled, StampPairing, check_slop
+from fusanet_ros.evaluation.registration import Registration, camera_model, parse_extrinsic, registration_reason
+from fusanet_ros.evaluation.report import EvalSettings, Evaluation, parse_crop
 
 NODE_NAME = "evaluator"
 EXIT_NOTHING_SCORED = 3
@@ -70,7 +70,6 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "qos.reliability": ("best_effort", "subscriptions: best_effort (matches any publisher) | reliable"),
     "qos.depth": (30, "keep-last depth of the subscriptions"),
 }
-IMAGE_CACHE = 8  # input images kept for panels: predictions arrive a few frames after their input
 
 
 @dataclass(frozen=True)
@@ -127,111 +126,6 @@ def validate_settings(values: dict[str, Any]) -> EvaluatorSettings:
     )
 
 
-# ----------------------------------------------------------------------------------- pairing
-@dataclass
-class Settled:
-    """A prediction or input frame whose fate is decided (a pair to score, or a miss)."""
-
-    stamp_ns: int
-    status: str  # "pair" | "unpaired" | "dropped"
-    pred: Any = None
-    gt: Any = None
-    gt_stamp_ns: int | None = None
-    latency_ms: float | None = None
-    image: Any = None
-
-
-class StampPairing:
-    """Pairs predictions with ground truth and inputs by stamp; ROS-free and single-threaded.
-
-    A prediction is settled when a ground truth with its exact stamp is in, when a ground truth
-    at least `slop` newer has arrived (no closer one can follow on a time-ordered topic), or when
-    it ages out / on `flush`. Inputs that never got a prediction are settled as dropped.
-    """
-
-    def __init__(self, slop_ns: int, max_pending: int = 100, max_age_ns: int = 5_000_000_000) -> None:
-        self.slop_ns, self.max_pending, self.max_age_ns = slop_ns, max_pending, max_age_ns
-        self.inputs: OrderedDict[int, float] = OrderedDict()  # stamp -> arrival (s)
-        self.images: OrderedDict[int, Any] = OrderedDict()  # stamp -> input message (panels)
-        self.early: OrderedDict[int, None] = OrderedDict()  # predictions seen before their input
-        self.preds: OrderedDict[int, tuple[Any, float | None]] = OrderedDict()
-        self.gts: OrderedDict[int, Any] = OrderedDict()
-        self.newest = -math.inf
-        self.newest_gt = -math.inf
-        self.counts = {"inputs": 0, "predictions": 0, "ground_truth": 0}
-
-    def on_input(self, stamp: int, arrival: float, msg: Any = None) -> list[Settled]:
-        self.counts["inputs"] += 1
-        if stamp in self.early:  # its prediction came first: nothing left to wait for
-            del self.early[stamp]
-            return self._prune()
-        self.inputs[stamp] = arrival
-        if msg is not None:
-            self.images[stamp] = msg
-            while len(self.images) > IMAGE_CACHE:
-                self.images.popitem(last=False)
-        self._seen(stamp)
-        return self._prune()
-
-    def on_prediction(self, stamp: int, arrival: float, msg: Any) -> list[Settled]:
-        self.counts["predictions"] += 1
-        sent = self.inputs.pop(stamp, None)
-        if sent is None:
-            self.early[stamp] = None
-            while len(self.early) > self.max_pending:
-                self.early.popitem(last=False)
-        self.preds[stamp] = (msg, None if sent is None else (arrival - sent) * 1000.0)
-        self._seen(stamp)
-        return self._match() + self._prune()
-
-    def on_ground_truth(self, stamp: int, msg: Any) -> list[Settled]:
-        self.counts["ground_truth"] += 1
-        self.gts[stamp] = msg
-        self.newest_gt = max(self.newest_gt, stamp)
-        self._seen(stamp)
-        return self._match() + self._prune()
-
-    def flush(self) -> list[Settled]:
-        """Settle everything still pending (end of the run)."""
-        out = [self._settle(stamp) for stamp in list(self.preds)]
-        out += [Settled(stamp, "dropped") for stamp in self.inputs]
-        self.inputs.clear()
-        return out
-
-    def _seen(self, stamp: int) -> None:
-        self.newest = max(self.newest, stamp)
-
-    def _match(self) -> list[Settled]:
-        ready = [s for s in self.preds if s in self.gts or self.newest_gt >= s + self.slop_ns]
-        return [self._settle(s) for s in ready]
-
-    def _settle(self, stamp: int) -> Settled:
-        msg, latency = self.preds.pop(stamp)
-        image = self.images.pop(stamp, None)
-        gt_stamp = self._nearest_gt(stamp)
-        if gt_stamp is None:
-            return Settled(stamp, "unpaired", pred=msg, latency_ms=latency)
-        return Settled(stamp, "pair", msg, self.gts[gt_stamp], gt_stamp, latency, image)
-
-    def _nearest_gt(self, stamp: int) -> int | None:
-        best = min(self.gts, key=lambda g: (abs(g - stamp), g), default=None)
-        return best if best is not None and abs(best - stamp) <= self.slop_ns else None
-
-    def _prune(self) -> list[Settled]:
-        """Settle / forget what is too old or over the caps."""
-        horizon = self.newest - self.max_age_ns
-        out: list[Settled] = []
-        while self.preds and (next(iter(self.preds)) < horizon or len(self.preds) > self.max_pending):
-            out.append(self._settle(next(iter(self.preds))))
-        while self.inputs and (next(iter(self.inputs)) < horizon or len(self.inputs) > self.max_pending):
-            out.append(Settled(self.inputs.popitem(last=False)[0], "dropped"))
-        # Ground truth stays one slop longer: a late prediction may still pair with it.
-        while self.gts and (min(self.gts) < horizon - self.slop_ns or len(self.gts) > self.max_pending):
-            del self.gts[min(self.gts)]
-        return out
-
-
-# -------------------------------------------------------------------------------------- node
 class EvaluatorNode(Node):
     """The live evaluator (see the module docstring)."""
 

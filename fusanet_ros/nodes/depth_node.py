@@ -40,8 +40,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from fusanet_core.geometry import scale_pixel
 from fusanet_core.metrics import timing_summary
 
-from . import conversions as conv
-from .node_main import run_node
+from fusanet_ros.nodes import conversions as conv
+from fusanet_ros.nodes.node_main import run_node
 
 NODE_NAME = "depth_node"
 

@@ -2,7 +2,7 @@
 
 Each `NodeSpec` becomes `python -m module --ros-args ...` run by this venv's interpreter (the ROS
 wheels re-exec Python with their library path, so children must use the same `sys.executable`),
-with the DDS environment this machine needs (DESIGN.md section 5):
+with the DDS environment this machine needs (docs/ros.md, "DDS on pip installs"):
 
 * ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST unless the caller set a range,
 * a ROS_DOMAIN_ID (the caller's, or one picked per run for isolated runs such as the demo),
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import IO, Sequence
 
-from .launch_description import NodeSpec, fastdds_profile
+from fusanet_ros.startup.launch_description import NodeSpec, fastdds_profile
 
 log = logging.getLogger(__name__)
 

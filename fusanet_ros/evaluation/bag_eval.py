@@ -1,21 +1,20 @@
-"""`fusanet bag-eval BAG`: score the depth model on a recorded bag, offline and deterministic.
+"""Offline bag evaluation (`fusanet bag-eval BAG`): score the depth model on a recorded bag, offline and deterministic.
 
 Reads the bag directly with rosbags' AnyReader (ROS 1 .bag, ROS 2 sqlite3 or MCAP), runs every
 colour frame through the Predictor (no DDS, no drops), pairs it with the ground-truth depth of the
 nearest stamp within `--slop`, registers the ground truth into the colour camera when it comes
-from another camera, and writes the report of `eval_report` (JSON, Markdown, plots).
+from another camera, and writes the report of `evaluation.report` (JSON, Markdown, plots).
 
 Two passes keep memory bounded on long bags: the first reads stamps, camera_infos and transforms
 and decides the pairing; the second decodes images in bag order and holds a frame only until its
 partner arrives.
 
-Also home of the helpers that the live `evaluator_node` shares (camera models, slop and crop
-parsing). The live mode (`--live`) starts the launch of `eval_launch`.
+The command line (`fusanet bag-eval`, and its `--live` mode through the eval launch) lives in
+`fusanet_ros.tools.bag_eval_command`.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections import defaultdict
@@ -28,66 +27,17 @@ import numpy as np
 from fusanet_core import msg_arrays
 from fusanet_core.bags import bag_topics, closest_topic, open_bag, require_topics
 from fusanet_core.errors import error_reason
-from fusanet_core.metrics import CROPS
 
-from .eval_report import EvalSettings, Evaluation
-from .registration import (CameraModel, Registration, RigidTransform, parse_extrinsic, realsense_extrinsic,
-                           registration_reason, tf_edges, tf_static_extrinsic)
+from fusanet_ros.evaluation.pairing import DEFAULT_SLOP, check_slop, pair_nearest
+from fusanet_ros.evaluation.registration import (CameraModel, Registration, RigidTransform, camera_model, parse_extrinsic,
+                                                 realsense_extrinsic, registration_reason, tf_edges, tf_static_extrinsic)
+from fusanet_ros.evaluation.report import EvalSettings, Evaluation, parse_crop
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SLOP = 0.05  # s: half a frame at 10 Hz; cameras that are not hardware-synced need more
 IMAGE_TYPES = ("sensor_msgs/msg/Image",)
 INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 REGISTER_MODES = ("auto", "always", "never")
-
-
-# ------------------------------------------------------------------------------ shared helpers
-def parse_crop(text: str | None) -> str | tuple[int, int, int, int] | None:
-    """'' / 'none' -> None; a crop name; or 'top,bottom,left,right' in pixels."""
-    if text is None or str(text).strip().lower() in ("", "none"):
-        return None
-    text = str(text).strip()
-    if text in CROPS:
-        return text
-    try:
-        box = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        box = ()
-    if len(box) != 4:
-        raise ValueError(f"crop must be none, {', '.join(CROPS)} or top,bottom,left,right in pixels, got {text!r}")
-    return box  # type: ignore[return-value]
-
-
-def camera_model(info: Any, frame_id: str = "") -> CameraModel:
-    """CameraModel of a CameraInfo (rclpy or rosbags, ROS 1 or 2): P first, then K, as the node reads it."""
-    coeffs = np.asarray(msg_arrays.msg_field(info, "d"), dtype=np.float64)
-    return CameraModel(msg_arrays.camera_info_intrinsics(info), int(info.width), int(info.height),
-                       frame_id or str(info.header.frame_id), bool(np.any(np.abs(coeffs) > 1e-9)))
-
-
-def check_slop(slop: float) -> int:
-    """Slop in seconds -> integer nanoseconds (0 = exact stamps)."""
-    if not np.isfinite(slop) or slop < 0:
-        raise ValueError(f"slop must be >= 0 seconds, got {slop}")
-    return int(round(slop * 1e9))
-
-
-def pair_nearest(image_stamps: Sequence[int], gt_stamps: Sequence[int], slop_ns: int) -> list[int | None]:
-    """For each image stamp, the index of the nearest ground-truth stamp within `slop_ns`
-    (ties go to the earlier one), or None."""
-    if not len(gt_stamps):
-        return [None] * len(image_stamps)
-    gt = np.asarray(gt_stamps, dtype=np.int64)
-    order = np.argsort(gt, kind="stable")
-    sorted_gt = gt[order]
-    result: list[int | None] = []
-    for stamp in image_stamps:
-        pos = int(np.searchsorted(sorted_gt, stamp))
-        candidates = [p for p in (pos - 1, pos) if 0 <= p < len(sorted_gt)]
-        best = min(candidates, key=lambda p: (abs(int(sorted_gt[p]) - stamp), sorted_gt[p]))
-        result.append(int(order[best]) if abs(int(sorted_gt[best]) - stamp) <= slop_ns else None)
-    return result
 
 
 # ---------------------------------------------------------------------------------- bag reading
@@ -149,90 +99,15 @@ class _Scan:
     stamp_source: str
 
 
-def add_bag_eval_command(sub: argparse._SubParsersAction) -> None:
-    """Register `fusanet bag-eval` (imports nothing heavy until it runs)."""
-    p = sub.add_parser("bag-eval", help="score the depth model on a bag (ROS 1, ROS 2 sqlite3/MCAP) against its depth",
-                       description="Offline evaluation: every colour frame of the bag through the model, paired with the "
-                                   "ground-truth depth of the nearest stamp; writes report.json, report.md and plots.")
-    p.add_argument("bag", help="ROS 1 .bag file, ROS 2 bag folder (sqlite3 or MCAP) or .mcap file")
-    p.add_argument("--image-topic", required=True, help="colour image topic (sensor_msgs/Image rgb8/bgr8/rgba8/bgra8/mono8)")
-    p.add_argument("--depth-topic", required=True, help="ground-truth depth topic (16UC1/mono16 or 32FC1)")
-    p.add_argument("--camera-info-topic", help="colour CameraInfo topic (default: guessed from the image topic)")
-    p.add_argument("--depth-camera-info-topic", help="ground-truth CameraInfo topic (default: guessed; needed to register)")
-    p.add_argument("--register", choices=REGISTER_MODES, default="auto",
-                   help="register the ground truth into the colour camera: auto = when camera_infos or frame_ids differ")
-    p.add_argument("--extrinsic", nargs="+", type=float, metavar="V",
-                   help="depth-to-colour extrinsic p_colour = R p_depth + t: TX TY TZ QX QY QZ QW (or 12/16 numbers of a "
-                        "row-major 3x4/4x4 matrix); default: from the bag (librealsense tf topics or /tf_static)")
-    p.add_argument("--checkpoint", help="checkpoint file (default: the bundled one)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="network input size")
-    p.add_argument("--out", default="out/bag_eval", help="report folder (default: out/bag_eval)")
-    p.add_argument("--min-depth", type=float, default=1e-3, help="metres (default 0.001)")
-    p.add_argument("--max-depth", type=float, default=10.0, help="metres (default 10)")
-    p.add_argument("--crop", help="none, eigen_nyu, garg, eigen_kitti or top,bottom,left,right")
-    p.add_argument("--slop", type=float, default=DEFAULT_SLOP,
-                   help=f"max |stamp difference| in s for a pair (default {DEFAULT_SLOP}; 0 = exact)")
-    p.add_argument("--depth-scale", type=float, default=0.001,
-                   help="metres per unit of 16UC1/mono16 ground truth (default 0.001 = mm)")
-    p.add_argument("--max-frames", type=int, default=0, help="stop after this many colour frames (0 = all)")
-    p.add_argument("--panels", type=int, default=4, help="RGB | GT | prediction | error panels to save (default 4)")
-    live = p.add_argument_group("live mode", "replay the bag over DDS through the depth node and the evaluator node "
-                                             "(the process-runner form of launch/eval.launch.py)")
-    live.add_argument("--live", action="store_true", help="evaluate live instead of offline (latency and drops too)")
-    live.add_argument("--rate", type=float, default=1.0, help="playback rate (default 1.0; lower it for slow models)")
-    live.add_argument("--idle-timeout", type=float, default=5.0, help="s without messages before the report (default 5)")
-    live.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: the environment's)")
-    p.set_defaults(run=run_bag_eval)
-
-
-def run_bag_eval(args: argparse.Namespace) -> int:
-    """CLI entry: evaluate, print the summary; exit code 0, or an error when nothing was scored."""
-    from fusanet_core.metrics import format_table
-
-    names = {f for f in BagEvalOptions.__dataclass_fields__}
-    opts = BagEvalOptions(**{k: v for k, v in vars(args).items() if k in names})
-    if getattr(args, "live", False):
-        return _run_live(opts, args.rate, args.idle_timeout, args.domain_id)
-    evaluation, paths = evaluate_bag(opts)
-    summary = evaluation.summary()
-    counts = evaluation.to_dict({})["counts"]
-    print(f"{counts['frames']} colour frames: {counts['ok']} scored, {counts['unpaired']} without ground truth within "
-          f"{opts.slop:g} s, {sum(counts[k] for k in ('no_valid_gt', 'no_coverage', 'size_mismatch', 'error'))} skipped")
-    if summary is None:
-        why = evaluation.notes[-1] if evaluation.notes else "see the report"
-        raise ValueError(f"no frame could be scored ({why}); report: {paths['markdown']}")
-    print(format_table({k: v for k, v in summary.items() if k not in ("n_valid",)}))
-    print(f"report: {paths['markdown']}")
-    return 0
-
-
-def _run_live(opts: BagEvalOptions, rate: float, idle_timeout: float, domain_id: int | None) -> int:
-    """`bag-eval --live`: the eval launch through the process runner, with the offline options."""
-    if opts.checkpoint and not Path(opts.checkpoint).expanduser().is_file():
-        raise FileNotFoundError(f"checkpoint not found: {opts.checkpoint}")
+def plan_registration(opts: BagEvalOptions) -> tuple[str | None, str | None, Registration | None]:
+    """The colour and depth camera_info topics and the registration the offline run would use
+    (the live mode passes them to the evaluator node)."""
     reader = open_bag(opts.bag)
     try:
-        color_info, depth_info = _info_topics(bag_topics(reader), opts)
-        # The same registration decision as offline; its extrinsic (e.g. from the bag) goes to the evaluator.
-        registration = _registration(opts, _scan(reader, opts, (color_info, depth_info)))
+        color_info, depth_info = info_topics(bag_topics(reader), opts)
+        return color_info, depth_info, _registration(opts, _scan(reader, opts, (color_info, depth_info)))
     finally:
         reader.close()
-    extrinsic = registration.depth_to_color.as_list() if registration else (opts.extrinsic or [])
-    values = {
-        "bag": opts.bag, "image_topic": opts.image_topic, "camera_info_topic": color_info or "", "depth_topic": opts.depth_topic,
-        "depth_camera_info_topic": depth_info or "", "checkpoint": opts.checkpoint or "", "device": opts.device,
-        "output_dir": opts.out, "slop": opts.slop, "max_depth": opts.max_depth, "rate": rate, "idle_timeout": idle_timeout,
-        "extrinsic": " ".join(repr(float(v)) for v in extrinsic),
-        "depth_parameters": {"input_size": list(opts.input_size)} if opts.input_size else {},
-        "evaluator_parameters": {"min_depth": opts.min_depth, "crop": opts.crop or "", "gt_depth_scale": opts.depth_scale,
-                                 "max_panels": opts.panels, "max_frames": opts.max_frames, "register": opts.register},
-    }
-    from .eval_launch import run_eval_launch
-
-    code = run_eval_launch(values, domain_id)
-    print(f"report: {Path(opts.out) / 'report.md'}")
-    return code
 
 
 def evaluate_bag(opts: BagEvalOptions) -> tuple[Evaluation, dict[str, Path]]:
@@ -246,8 +121,7 @@ def evaluate_bag(opts: BagEvalOptions) -> tuple[Evaluation, dict[str, Path]]:
     reader = open_bag(opts.bag)
     try:
         topics = bag_topics(reader)
-        info_topics = _info_topics(topics, opts)
-        scan = _scan(reader, opts, info_topics)
+        scan = _scan(reader, opts, info_topics(topics, opts))
         registration = _registration(opts, scan)
         from fusanet_core.predictor import Predictor  # torch: only once the bag is known to be usable
 
@@ -263,7 +137,7 @@ def evaluate_bag(opts: BagEvalOptions) -> tuple[Evaluation, dict[str, Path]]:
     return evaluation, paths
 
 
-def _info_topics(topics: dict[str, tuple[str, int]], opts: BagEvalOptions) -> tuple[str | None, str | None]:
+def info_topics(topics: dict[str, tuple[str, int]], opts: BagEvalOptions) -> tuple[str | None, str | None]:
     """(colour, depth) CameraInfo topics: given ones are checked, missing ones guessed."""
     require_topics(topics, opts.image_topic, IMAGE_TYPES, "image")
     require_topics(topics, opts.depth_topic, IMAGE_TYPES, "depth")

@@ -1,7 +1,7 @@
 """One plain-data launch description for the depth node, used by both start-up paths.
 
 `launch/depth.launch.py` turns each `NodeSpec` into a `launch_ros.actions.Node` (ROS 2 installs),
-and `fusanet launch depth` (`fusanet_ros.runner`) turns the same specs into process command lines
+and `fusanet launch depth` (`fusanet_ros.startup.runner`) turns the same specs into process command lines
 with `--ros-args` (pip installs, where `launch`/`launch_ros` do not exist). Keeping the nodes,
 parameters and remappings here means the two cannot drift apart; a test checks they agree.
 
@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 PACKAGE = "fusanet"
-_SOURCE_ROOT = Path(__file__).resolve().parents[1]
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ def depth_nodes(
     node = NodeSpec(
         package=PACKAGE,
         executable="depth_node",
-        module="fusanet_ros.depth_node",
+        module="fusanet_ros.nodes.depth_node",
         name="depth_node",
         namespace=normalize_namespace(namespace),
         params_files=(params_file or default_params_file(),),

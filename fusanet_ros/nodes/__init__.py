@@ -1,0 +1,1 @@
+"""rclpy nodes: the depth node, the evaluator node, message writers and the shared node main."""

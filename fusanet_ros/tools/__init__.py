@@ -1,0 +1,1 @@
+"""User tools: the demo and the bag player."""
