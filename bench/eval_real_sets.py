@@ -1,5 +1,7 @@
-"""Accuracy of a checkpoint on every real RGB-D set in ../shared/data, next to the
-constant-median-depth baseline (the median ground-truth depth of the training blocks).
+"""Accuracy of a checkpoint on every real RGB-D set in ../shared/data.
+
+Shown next to the constant-median-depth baseline (the median ground-truth depth of the training
+blocks).
 
 Usage:
     python bench/eval_real_sets.py --checkpoint fusanet_core/weights/fusanet_small_indoor.pt \
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fusanet_core import Predictor, load_config
+from fusanet_core import load_config, Predictor
 from fusanet_core.datasets import build_source
 from fusanet_core.datasets.transforms import Frame
 from fusanet_core.image_io import read_rgb

@@ -7,7 +7,12 @@ The names below load on first use, so that light modules (`fusanet_core.bags`,
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import Config, load_config, ModelConfig, preset_config
+    from .model import build_model, FuSaNet
+    from .predictor import default_checkpoint, Predictor
 
 _EXPORTS = {
     "Config": "config", "ModelConfig": "config", "load_config": "config", "preset_config": "config",
@@ -15,13 +20,13 @@ _EXPORTS = {
     "Predictor": "predictor", "default_checkpoint": "predictor",
 }  # fmt: skip
 
-__all__ = sorted(_EXPORTS)
+# Spelled out (pyflakes reads only a literal __all__, and so sees the TYPE_CHECKING imports used);
+# the same names as _EXPORTS, in sorted() order.
+__all__ = [
+    "Config", "FuSaNet", "ModelConfig", "Predictor",
+    "build_model", "default_checkpoint", "load_config", "preset_config",
+]
 __version__ = "0.1.0"
-
-if TYPE_CHECKING:
-    from .config import Config, ModelConfig, load_config, preset_config
-    from .model import FuSaNet, build_model
-    from .predictor import Predictor, default_checkpoint
 
 
 def __getattr__(name: str) -> Any:

@@ -6,12 +6,12 @@ checkpoint so that a checkpoint rebuilds its own model.
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from collections.abc import Sequence
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+import types
+import typing
 from typing import Any
 
 import yaml
@@ -32,14 +32,44 @@ class ModelConfig:
     max_salient_points: int = 200
     max_depth: float = 10.0  # metres; the depth head is max_depth * sigmoid(.)
     min_depth: float = 0.1
+    # Added by "Network v2" (docs/architecture.md). The defaults rebuild the first network
+    # exactly, so configs saved before these keys existed load unchanged (see config_from_dict);
+    # the presets set the v2 values.
+    arch: str = "fusanet"  # fusanet | unet (the plain U-Net baseline, no points, no saliency)
+    backbone: str = "none"  # none | efficientnet_lite0 (image features for the Fusion-Blocks)
+    backbone_pretrained: bool = True  # ImageNet weights (pip package) on the first model.train()
+    saliency_activation: str = "relu"  # relu (v1: collapses, see docs) | leaky_relu
+    ceil_strides: bool = False  # False: pad to a multiple of 32; True: ceil-mode strides, no padding
+    shared_confidence: bool = False  # nConv with one confidence channel per layer (not one per channel)
+    reuse_image_features: bool = False  # pass 2 reuses pass 1's point-free image features
+    # Salient points of equal score: memory (v1: row-major, so a flat map puts every point on the
+    # top rows, which v1 checkpoints were trained with) | spatial (coarse-to-fine order: spread out).
+    point_tie_break: str = "memory"
+    depth_head: str = "sigmoid"  # sigmoid (v1: linear in metres) | log (log-uniform in min..max depth)
+    # CPU-speed switches (the `fast` preset, docs/architecture.md "Fast preset"); the defaults
+    # rebuild every earlier network.
+    stem_stride: int = 1  # 2: stem and Fusion-Block 0 at 1/2 (nothing at 1/1), finest depth upsampled
+    saliency_scale: int = 1  # 1 | 2 | 4: the Saliency-Net runs at 1/saliency_scale, map upsampled
+    separable_convs: bool = False  # Fusion-Net 3x3 Conv2D as depthwise 3x3 + pointwise 1x1
+    separable_nconv: bool = False  # nConv 3x3 as depthwise 3x3 nConv + pointwise 1x1 nConv
 
     def __post_init__(self) -> None:
         self.block_channels = tuple(self.block_channels)
         self.decoder_channels = tuple(self.decoder_channels)
+        choices = {"arch": ("fusanet", "unet"), "backbone": ("none", "efficientnet_lite0"),
+                   "saliency_activation": ("relu", "leaky_relu"), "depth_head": ("sigmoid", "log"),
+                   "point_tie_break": ("memory", "spatial")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"model.{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
         if len(self.block_channels) != 5 or len(self.decoder_channels) != 5:
             raise ValueError("model.block_channels and model.decoder_channels need 5 entries each")
         if not 0 < self.min_depth < self.max_depth:
             raise ValueError(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
+        if self.stem_stride not in (1, 2) or self.stem_stride == 2 and not self.reuse_image_features:
+            raise ValueError(f"model.stem_stride must be 1 or 2 (2 needs reuse_image_features), got {self.stem_stride}")
+        if self.saliency_scale not in (1, 2, 4):
+            raise ValueError(f"model.saliency_scale must be 1, 2 or 4, got {self.saliency_scale}")
         if self.max_salient_points < 1 or self.fkaconv_neighbors < 1:
             raise ValueError("max_salient_points and fkaconv_neighbors must be >= 1")
 
@@ -81,9 +111,24 @@ class LossConfig:
     hessian_sigma: float = 1.0
     log_and_sparse_only: bool = False  # KITTI: L_log + L_S only
     pass1_weight: float = 0.5  # weight of the first Fusion-Net pass (paper silent)
+    # Auxiliary Saliency-Net target (paper silent on how it is trained; its text: salient points
+    # are "where predicted depth values tend to be more accurate"): BCE of the saliency map
+    # against exp(-|log d1 - log gt| / median), d1 the first pass's depth. 0 = end-to-end only
+    # (the first version, whose map collapsed to a constant: docs/architecture.md).
+    saliency_weight: float = 0.5
+    # Plain U-Net baseline (model.arch: unet): SILog (lambda 0.85) + grad_weight x multi-scale
+    # gradient loss instead of Eq. 5.
+    silog_lambda: float = 0.85
+    unet_grad_weight: float = 0.5
+    # Depth term of each scale: l_dc (Eq. 4, the paper: ln(|d - g| + 0.5), Sobel gradients and
+    # normals, confidence) or silog (SILog + unet_grad_weight x Sobel gradient loss, the U-Net's
+    # objective, plus the same confidence term); L_S and L_H are added either way.
+    depth_term: str = "l_dc"
 
     def __post_init__(self) -> None:
         self.scale_weights = tuple(float(v) for v in self.scale_weights)
+        if self.depth_term not in ("l_dc", "silog"):
+            raise ValueError(f"loss.depth_term must be l_dc or silog, got {self.depth_term!r}")
 
 
 @dataclass
@@ -178,15 +223,62 @@ class Config:
 
 
 # Presets differ only in the model section. "paper" lands at ~8.1M parameters (see BENCHMARKS.md).
+# The v2 fixes every FuSaNet preset gets (docs/architecture.md, "Network v2").
+_V2 = {
+    "saliency_activation": "leaky_relu", "ceil_strides": True, "shared_confidence": True, "reuse_image_features": True,
+    "point_tie_break": "spatial",
+}
+_LITE0 = {"backbone": "efficientnet_lite0"}
 PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {},
-    "small": {
+    # From scratch, the paper's reference: 8.09 M parameters, 9.2 GMAC at 228x304 (BENCHMARKS.md).
+    "paper": {
+        **_V2,
+        "stem_channels": 12,
+        "block_channels": (24, 40, 64, 144, 264),
+        "decoder_channels": (12, 24, 32, 96, 96),
+        "saliency_channels": 6,
+    },
+    # Paper-sized (~8.1 M in all) with the ImageNet EfficientNet-Lite0 image encoder.
+    "paper_lite0": {
+        **_V2,
+        **_LITE0,
+        "stem_channels": 12,
+        "block_channels": (24, 40, 64, 128, 176),
+        "decoder_channels": (12, 24, 32, 80, 96),
+        "saliency_channels": 6,
+    },
+    # CPU work: the `small` widths with the pretrained encoder.
+    "lite": {
+        **_V2,
+        **_LITE0,
         "stem_channels": 16,
         "block_channels": (24, 32, 48, 64, 96),
         "decoder_channels": (16, 24, 32, 48, 64),
         "saliency_channels": 8,
     },
+    # The plain U-Net baseline (model/unet.py): Lite0 encoder, random init or ImageNet.
+    "unet": {"arch": "unet", "use_saliency": False, "use_confidence": False, "backbone_pretrained": False},
+    "unet_pretrained": {"arch": "unet", "use_saliency": False, "use_confidence": False, "backbone_pretrained": True},
+    "small": {
+        **_V2,
+        "stem_channels": 16,
+        "block_channels": (24, 32, 48, 64, 96),
+        "decoder_channels": (16, 24, 32, 48, 64),
+        "saliency_channels": 8,
+    },
+    # CPU real time (docs/architecture.md "Fast preset"): nothing at full resolution (stem and
+    # Fusion-Block 0 at 1/2), the Saliency-Net at 1/4, narrow fine levels; every component kept.
+    "fast": {
+        **_V2,
+        "stem_stride": 2,
+        "saliency_scale": 4,
+        "stem_channels": 8,
+        "block_channels": (8, 16, 24, 48, 64),
+        "decoder_channels": (8, 8, 16, 24, 48),
+        "saliency_channels": 4,
+    },
     "tiny": {  # for unit tests only
+        **_V2,
         "stem_channels": 8,
         "block_channels": (8, 8, 16, 16, 16),
         "decoder_channels": (8, 8, 8, 16, 16),
@@ -196,6 +288,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_salient_points": 32,
     },
 }
+
+
+# The model keys of the first network (every checkpoint so far stores all of them) and those added
+# since, whose ModelConfig defaults rebuild the first network.
+V1_MODEL_KEYS = frozenset({
+    "stem_channels", "block_channels", "decoder_channels", "saliency_channels", "fkaconv_neighbors", "fkaconv_kernel",
+    "use_saliency", "use_confidence", "max_salient_points", "max_depth", "min_depth",
+})
+V2_MODEL_KEYS = frozenset(f.name for f in dataclasses.fields(ModelConfig)) - V1_MODEL_KEYS
 
 
 def preset_config(name: str) -> Config:
@@ -211,14 +312,20 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         raise ValueError(f"config must be a mapping, got {type(data).__name__}")
     data = dict(data)
     preset = data.get("preset", "paper")
-    base = preset_config(preset).to_dict()
-    model = {**base["model"], **(data.pop("model", None) or {})}
-    return _build(Config, {**data, "model": model}, "config")
+    given = data.pop("model", None) or {}
+    base = preset_config(preset).to_dict()["model"]
+    if isinstance(given, dict) and V1_MODEL_KEYS <= set(given) and not set(given) & V2_MODEL_KEYS:
+        # A complete model section written before the v2 keys existed (a checkpoint's resolved
+        # config): the keys it lacks take the values that rebuild that network, not the preset's.
+        base = _plain(dataclasses.asdict(ModelConfig()))
+    return _build(Config, {**data, "model": {**base, **given} if isinstance(given, dict) else given}, "config")
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
-    """Load a YAML config file, then apply `section.key=value` overrides (values parsed as
-    YAML); unknown keys raise ValueError naming the key and file."""
+    """Load a YAML config file, then apply `section.key=value` overrides.
+
+    Override values are parsed as YAML; unknown keys raise ValueError naming the key and file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")

@@ -1,41 +1,93 @@
-"""ONNX export of the deployed inference path: RGB in, depth and confidence out, no input points.
+"""ONNX export of the deployed inference path.
 
-The graph has a fixed input size (the checkpoint's `inference.input_size` unless given) and
-takes `rgb` (1, 3, H, W) float32 in [0, 1]; outputs `depth` (1, 1, H, W) metres and
-`confidence` (1, 1, H, W). Intrinsics are the model's default guess (they only steer the point
-branch's geometry, whose points here are the salient ones). The export is checked against
-PyTorch with onnxruntime on a real-looking input and the difference is reported.
+RGB and optional known points in; depth, confidence and the salient points out. The same graph
+serves `fusanet export` and the Predictor's onnxruntime backend (`onnx_backend.py`).
+
+The graph has a fixed input size (the checkpoint's `inference.input_size` unless given) and a
+fixed maximum number of input points `P` (`max_points`). Inputs:
+
+- `rgb` (1, 3, H, W) float32 in [0, 1];
+- `points` (1, P, 3) float32 (u, v, depth in metres) in pixels of the H x W network input;
+- `points_valid` (1, P) bool: which rows of `points` are real (any order; all False = no points);
+- `intrinsics` (1, 4) float32 fx, fy, cx, cy in network pixels (`model.fusanet.default_intrinsics`
+  when the camera is unknown: fx = fy = W, principal point at the centre).
+
+Outputs: `depth` (1, 1, H, W) metres, `confidence` (1, 1, H, W) in [0, 1], `salient_points`
+(1, M, 3) (u, v, depth) in network pixels and `salient_scores` (1, M), M = min(max_salient_points,
+H * W) (M = 0 without the Saliency-Net). Tracing freezes the model's data-dependent branches: the
+point branch is traced *on*, and with padding rows (weight 0) it adds exactly zero, so zero valid
+points give the eager model's point-free result. Metadata (`graph_metadata`) names the checkpoint's
+SHA-256, the code version and the sizes, so a cached graph is only used for what it was made from.
+
+The export is checked against PyTorch with onnxruntime on real-looking inputs, with and without
+points, and the differences are reported; the graph is written under a temporary name and only
+renamed to `out` once that check passed, so a failed export never leaves a valid-looking `.onnx`
+behind.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
-import warnings
+import math
+import os
 from pathlib import Path
+import tempfile
 from typing import Any
+import warnings
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn, Tensor
 
 from .checkpoint import load_model
 from .errors import error_reason
+from .points import PointBatch
 
 log = logging.getLogger(__name__)
 
+GRAPH_FORMAT = "fusanet-onnx-v2"  # v1: rgb -> depth, confidence (no points inputs)
+INPUT_NAMES = ("rgb", "points", "points_valid", "intrinsics")
+OUTPUT_NAMES = ("depth", "confidence", "salient_points", "salient_scores")
+DEFAULT_MAX_POINTS = 512  # covers the depth node's sparse.max_points default (500)
+DEFAULT_OPSET = 17
+# The sources whose change changes the graph: a cached graph made by other code is rebuilt.
+_CODE_FILES = ("model/*.py", "points.py", "export.py", "config.py")
 
-class DepthOnly(nn.Module):
-    """RGB -> (depth, confidence) at full resolution, the shape an exported graph needs."""
 
-    def __init__(self, model: nn.Module) -> None:
+class InferenceGraph(nn.Module):
+    """(rgb, points, points_valid, intrinsics) -> (depth, confidence, salient_points, salient_scores).
+
+    At the network resolution, the shape an exported graph needs.
+    """
+
+    def __init__(self, model: nn.Module, max_points: int = DEFAULT_MAX_POINTS) -> None:
         super().__init__()
+        if int(max_points) < 0:
+            raise ValueError(f"max_points must be >= 0, got {max_points}")
         self.model = model
+        self.max_points = int(max_points)
 
-    def forward(self, rgb: Tensor) -> tuple[Tensor, Tensor]:
-        out = self.model(rgb, None, None)
+    def forward(self, rgb: Tensor, points: Tensor, points_valid: Tensor, intrinsics: Tensor) -> tuple[Tensor, ...]:
+        n = points.shape[1]
+        if n:
+            # Padding rows first, real ones after in their given order: the rasteriser keeps the
+            # last point of a pixel, which must never be a padding row (distinct keys: a total order).
+            key = points_valid.to(torch.float32) * n + torch.arange(n, dtype=torch.float32, device=rgb.device)
+            order = torch.topk(key, n, dim=1, largest=False).indices
+            points = points.gather(1, order.unsqueeze(-1).expand(-1, -1, 3))
+            points_valid = points_valid.gather(1, order)
+        batch = PointBatch(points[..., :2], points[..., 2], points_valid.to(rgb.dtype))
+        out = self.model(rgb, batch, intrinsics)
         depth = out["depth"][0]
         conf = out["confidence"][0]
-        return depth, torch.ones_like(depth) if conf is None else conf
+        salient = out.get("salient_points")
+        if salient is None:
+            sal_points, sal_scores = rgb.new_zeros(1, 0, 3), rgb.new_zeros(1, 0)
+        else:
+            sal_points, sal_scores = torch.cat([salient.uv, salient.depth.unsqueeze(-1)], -1), salient.weight
+        return depth, torch.ones_like(depth) if conf is None else conf, sal_points, sal_scores
 
 
 def require_onnx() -> tuple[Any, Any]:
@@ -44,13 +96,16 @@ def require_onnx() -> tuple[Any, Any]:
         import onnx
         import onnxruntime
     except ImportError as err:
-        raise ValueError(f"ONNX export needs the onnx and onnxruntime packages ({err.name} is missing): pip install onnx onnxruntime") from None
+        raise ValueError(f"ONNX export needs the onnx and onnxruntime packages ({err.name} is missing): "
+                         "pip install onnx onnxruntime") from None
     return onnx, onnxruntime
 
 
 def _register_symbolics(opset: int) -> None:
-    """The TorchScript exporter lacks in-place boolean `&=` / `|=` (used for masks); they are
-    plain And / Or. (The dynamo exporter cannot trace the model's data-dependent branches.)"""
+    """Register in-place boolean `&=` / `|=` (used for masks) as plain And / Or.
+
+    The TorchScript exporter lacks them. (The dynamo exporter cannot trace the model's data-dependent branches.)
+    """
     from torch.onnx import register_custom_op_symbolic
 
     register_custom_op_symbolic("aten::__iand_", lambda g, a, b: g.op("And", a, b), opset)
@@ -58,7 +113,7 @@ def _register_symbolics(opset: int) -> None:
 
 
 def sample_input(height: int, width: int, seed: int = 0) -> Tensor:
-    """A smooth, image-like test input (uniform noise exercises unrealistic paths)."""
+    """Return a smooth, image-like test input (uniform noise exercises unrealistic paths)."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     base = np.stack([x / width, y / height, 0.5 + 0.3 * np.sin(x / 7.0) * np.cos(y / 5.0)])
@@ -66,56 +121,184 @@ def sample_input(height: int, width: int, seed: int = 0) -> Tensor:
     return torch.from_numpy(image[None].astype(np.float32))
 
 
+def sample_points(height: int, width: int, max_points: int, valid: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Return (1, P, 3) points (u, v, depth) and a (1, P) validity mask with `valid` real rows.
+
+    The real rows are spread among padding rows (zeros), as a caller might pass them.
+    """
+    rng = np.random.default_rng(seed)
+    points = np.zeros((1, max_points, 3), np.float32)
+    mask = np.zeros((1, max_points), bool)
+    rows = np.sort(rng.choice(max_points, min(valid, max_points), replace=False)) if max_points else []
+    for i in rows:
+        points[0, i] = (rng.uniform(0, width - 1), rng.uniform(0, height - 1), rng.uniform(0.5, 4.0))
+        mask[0, i] = True
+    return torch.from_numpy(points), torch.from_numpy(mask)
+
+
+def default_intrinsics_array(height: int, width: int) -> np.ndarray:
+    """(1, 4) float32: the model's guess for an unknown camera (model.fusanet.default_intrinsics)."""
+    return np.array([[width, width, (width - 1) / 2, (height - 1) / 2]], np.float32)
+
+
+def _worst(current: float, value: float) -> float:
+    """max() that keeps NaN: max(0.0, nan) is 0.0, which once reported NaN outputs as a perfect match."""
+    return value if math.isnan(value) or value > current else current
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """SHA-256 (16 hex digits) of the sources that shape the graph (_CODE_FILES)."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for pattern in _CODE_FILES:
+        for path in sorted(root.glob(pattern)):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def graph_metadata(checkpoint_sha256: str, height: int, width: int, max_points: int,
+                   opset: int = DEFAULT_OPSET) -> dict[str, str]:
+    """Return what a graph was made from, stored in its ONNX metadata and checked before a cached one is used."""
+    return {
+        "fusanet.format": GRAPH_FORMAT,
+        "fusanet.checkpoint_sha256": checkpoint_sha256,
+        "fusanet.code": code_digest(),
+        "fusanet.torch": torch.__version__,
+        "fusanet.input_size": f"{int(height)}x{int(width)}",
+        "fusanet.max_points": str(int(max_points)),
+        "fusanet.opset": str(int(opset)),
+    }
+
+
 def export_onnx(
-    checkpoint: str | Path,
+    checkpoint: str | Path | None,
     out: str | Path,
     input_size: tuple[int, int] | None = None,
-    opset: int = 17,
+    opset: int = DEFAULT_OPSET,
+    max_points: int = DEFAULT_MAX_POINTS,
 ) -> dict[str, Any]:
     """Export a checkpoint to ONNX and compare onnxruntime with PyTorch.
 
     Args:
-        checkpoint: FuSaNet checkpoint.
+        checkpoint: FuSaNet checkpoint; None = the bundled one (as `fusanet predict`).
         out: output `.onnx` path (a single file, weights embedded).
-        input_size: (height, width); default the checkpoint's inference.input_size.
+        input_size: (height, width); default the checkpoint's inference.input_size; the
+            Predictor's rule applies (`predictor.apply_input_size`).
         opset: ONNX opset version.
+        max_points: the graph's fixed number of input point rows P (0 = RGB only).
 
     Returns:
-        {"path", "height", "width", "max_abs_diff" (metres), "max_rel_diff", "conf_max_abs_diff"}.
+        {"path", "height", "width", "max_points", "max_abs_diff" (metres), "max_rel_diff",
+        "conf_max_abs_diff", "salient_max_abs_diff"} (worst over the check inputs).
 
     Raises:
-        ValueError: onnx/onnxruntime missing, or the export fails or disagrees with PyTorch.
+        ValueError: onnx/onnxruntime missing, a bad input size, or the export fails, gives
+            non-finite depth or disagrees with PyTorch (nothing is written then).
+    """
+    from .predictor import apply_input_size, default_checkpoint
+
+    checkpoint = checkpoint or default_checkpoint()
+    model, cfg = load_model(checkpoint, "cpu")
+    size = apply_input_size(cfg, input_size).inference.input_size
+    metadata = graph_metadata(file_sha256(checkpoint), *size, max_points, opset)
+    return export_model(model, out, size, max_points, opset, checkpoint, metadata)
+
+
+def export_model(model: nn.Module, out: str | Path, input_size: tuple[int, int], max_points: int = DEFAULT_MAX_POINTS,
+                 opset: int = DEFAULT_OPSET, source: str | Path = "the model",
+                 metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    """Export a model (on the CPU, fp32) at `input_size` to `out`, atomically, checked as `export_onnx` says.
+
+    `source` names it in errors, `metadata` goes into the graph.
     """
     onnx, ort = require_onnx()
     _register_symbolics(opset)
-    model, cfg = load_model(checkpoint, "cpu")
-    height, width = input_size or cfg.inference.input_size
-    wrapper = DepthOnly(model).eval()
+    height, width = input_size
+    wrapper = InferenceGraph(model, max_points).eval()
     rgb = sample_input(height, width)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    final = Path(out)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=final.name, suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    try:
+        report = _export_and_check(wrapper, rgb, Path(tmp), final, source, opset, onnx, ort, metadata)
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    log.info("exported %s: max |depth diff| %.2e m", final, report["max_abs_diff"])
+    return report
+
+
+def _feeds(rgb: Tensor, points: Tensor, valid: Tensor) -> dict[str, np.ndarray]:
+    height, width = rgb.shape[-2:]
+    return {"rgb": rgb.numpy(), "points": points.numpy(), "points_valid": valid.numpy(),
+            "intrinsics": default_intrinsics_array(height, width)}
+
+
+def _export_and_check(wrapper: nn.Module, rgb: Tensor, out: Path, final: Path, checkpoint: str | Path, opset: int,
+                      onnx: Any, ort: Any, metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    """Export to `out` and compare onnxruntime with PyTorch; the report names `final`."""
+    height, width = rgb.shape[-2:]
+    p = getattr(wrapper, "max_points", DEFAULT_MAX_POINTS)
+    # Traced with real points: the point branch is data-dependent and must be in the graph.
+    traced = (rgb, *sample_points(height, width, p, max(1, (3 * p) // 4), seed=3))
+    traced += (torch.from_numpy(default_intrinsics_array(height, width)),)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on constant shapes are expected
         try:
-            torch.onnx.export(wrapper, (rgb,), str(out), input_names=["rgb"], output_names=["depth", "confidence"],
+            torch.onnx.export(wrapper, traced, str(out), input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
                               opset_version=opset, dynamo=False)
         except Exception as err:  # exporter errors are many types; report one line
             raise ValueError(f"ONNX export of {checkpoint} failed: {error_reason(err, limit=200)}") from None
     onnx.checker.check_model(str(out))
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    # Tracing froze the model's data-dependent branches: check an input other than the traced one.
-    report = {"path": str(out), "height": int(height), "width": int(width), "max_abs_diff": 0.0, "max_rel_diff": 0.0,
-              "conf_max_abs_diff": 0.0}
-    for probe in (rgb, sample_input(height, width, seed=1).flip(-1), torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(2))):
-        depth_ort, conf_ort = session.run(None, {"rgb": probe.numpy()})
+    inputs = {i.name for i in session.get_inputs()} if hasattr(session, "get_inputs") else set(INPUT_NAMES)
+    # Tracing froze the model's data-dependent branches: check inputs other than the traced one,
+    # with no valid point (the eager model skips its point branch then), some, and all rows used.
+    report = {"path": str(final), "height": int(height), "width": int(width), "max_points": int(p),
+              "max_abs_diff": 0.0, "max_rel_diff": 0.0, "conf_max_abs_diff": 0.0, "salient_max_abs_diff": 0.0}
+    probes = [(rgb, *sample_points(height, width, p, 0)),
+              (sample_input(height, width, seed=1).flip(-1), *sample_points(height, width, p, p // 2, seed=1)),
+              (torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(2)),
+               *sample_points(height, width, p, p, seed=2))]
+    for probe, points, valid in probes:
+        feeds = {k: v for k, v in _feeds(probe, points, valid).items() if k in inputs}
+        outs = session.run(None, feeds)
+        depth_ort, conf_ort = outs[0], outs[1]
         with torch.no_grad():
-            depth_pt, conf_pt = (t.numpy() for t in wrapper(probe))
+            ref = [t.numpy() for t in wrapper(probe, points, valid,
+                                              torch.from_numpy(_feeds(probe, points, valid)["intrinsics"]))]
+        depth_pt, conf_pt = ref[0], ref[1]
+        if not (np.all(np.isfinite(depth_pt)) and np.all(np.isfinite(depth_ort))):
+            raise ValueError(f"export of {checkpoint} refused: the model gives non-finite depth (NaN/inf) on the check "
+                             f"input ({'PyTorch' if not np.all(np.isfinite(depth_pt)) else 'onnxruntime'})")
         diff = np.abs(depth_ort - depth_pt)
-        report["max_abs_diff"] = max(report["max_abs_diff"], float(np.max(diff)))
-        report["max_rel_diff"] = max(report["max_rel_diff"], float(np.max(diff / np.maximum(np.abs(depth_pt), 1e-6))))
-        report["conf_max_abs_diff"] = max(report["conf_max_abs_diff"], float(np.max(np.abs(conf_ort - conf_pt))))
-    abs_diff = report["max_abs_diff"]
-    log.info("exported %s: max |depth diff| %.2e m", out, abs_diff)
-    if not np.isfinite(abs_diff) or report["max_rel_diff"] > 1e-2:
-        raise ValueError(f"ONNX model {out} disagrees with PyTorch: max rel depth diff {report['max_rel_diff']:.3g}")
+        report["max_abs_diff"] = _worst(report["max_abs_diff"], float(np.max(diff)))
+        rel = float(np.max(diff / np.maximum(np.abs(depth_pt), 1e-6)))
+        report["max_rel_diff"] = _worst(report["max_rel_diff"], rel)
+        report["conf_max_abs_diff"] = _worst(report["conf_max_abs_diff"], float(np.max(np.abs(conf_ort - conf_pt))))
+        if len(outs) >= 4:
+            if outs[2].shape != ref[2].shape:
+                raise ValueError(f"ONNX model of {checkpoint} disagrees with PyTorch: {outs[2].shape[1]} salient "
+                                 f"points instead of {ref[2].shape[1]}")
+            sal = np.abs(outs[2] - ref[2]).max(initial=0.0)
+            report["salient_max_abs_diff"] = _worst(report["salient_max_abs_diff"], float(sal))
+    if not (report["max_rel_diff"] <= 1e-2 and math.isfinite(report["max_abs_diff"])):  # NaN fails this too
+        raise ValueError(f"ONNX model of {checkpoint} disagrees with PyTorch: "
+                         f"max rel depth diff {report['max_rel_diff']:.3g}")
+    if metadata:
+        graph = onnx.load(str(out))
+        for key, value in metadata.items():
+            graph.metadata_props.add(key=key, value=str(value))
+        onnx.save(graph, str(out))
     return report

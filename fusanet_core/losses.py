@@ -19,13 +19,13 @@ Conventions shared by every function here:
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+import torch.nn.functional as F
 
 from .config import LossConfig
 
@@ -92,7 +92,7 @@ def _masked_mean(values: Tensor, weight: Tensor) -> Tensor:
 
 
 def _safe_sqrt(value: Tensor) -> Tensor:
-    """sqrt with a finite gradient at 0 (the clamp cuts the infinite slope there)."""
+    """Return sqrt(value) with a finite gradient at 0 (the clamp cuts the infinite slope there)."""
     return torch.sqrt(value.clamp_min(_SQRT_FLOOR))
 
 
@@ -296,8 +296,10 @@ def log_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor
 
 
 def _sobel_pairs(pred: Tensor, target: Tensor, mask: Tensor | None) -> tuple[Tensor, ...] | None:
-    """Sobel x/y of pred and target plus the pixels whose 3x3 support is valid; None when the
-    map is smaller than the kernel. Shared by L_grad and L_norm."""
+    """Sobel x/y of pred and target plus the pixels whose 3x3 support is valid.
+
+    None when the map is smaller than the kernel. Shared by L_grad and L_norm.
+    """
     _check_same(pred, target=target, mask=mask)
     if min(pred.shape[-2:]) < 3:
         return None
@@ -499,7 +501,11 @@ def scale_loss(
         parts["l_hessian"] = dc["l_grad"]  # the zero with a graph
     else:
         parts["l_hessian"] = normalized_hessian_loss(pred, target, mask, cfg.hessian_sigma)
-    parts["loss"] = cfg.beta * dc["loss"] + cfg.phi * parts["l_sparse"] + cfg.lam * parts["l_hessian"]
+    depth_term = dc["loss"]
+    if cfg.depth_term == "silog":  # the U-Net's objective in place of L_DC's log and normal parts
+        depth_term = silog_loss(pred, target, mask, cfg.silog_lambda) + cfg.unet_grad_weight * parts["l_grad"]
+        depth_term = depth_term - cfg.psi * parts["l_conf"]
+    parts["loss"] = cfg.beta * depth_term + cfg.phi * parts["l_sparse"] + cfg.lam * parts["l_hessian"]
     return parts
 
 
@@ -559,3 +565,71 @@ def multiscale_loss(
         for name in PART_NAMES:
             sums[name] = sums[name] + gamma * parts[name].detach()
     return {"loss": total, **sums}
+
+
+# --------------------------------------------------------------------------------------------
+# auxiliary Saliency-Net target and the plain U-Net baseline's loss
+
+
+def saliency_target(depth1: Tensor, target: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Where the first pass's depth is accurate: exp(-e / median(e)) with e = |log d1 - log gt|.
+
+    The scale is each image's median error over its valid pixels, so the target keeps its spread
+    as the network improves (the median pixel always gets exp(-1)). Returns (target in (0, 1],
+    float validity mask); no gradient flows through either.
+    """
+    _check_same(depth1, "depth1", target=target, mask=mask)
+    with torch.no_grad(), _no_autocast(depth1):
+        gt, valid = _clean_target(target, mask)
+        err = (torch.log(_as_float(depth1).clamp_min(1e-6)) - torch.log(gt.clamp_min(1e-6))).abs() * valid
+        flat = torch.where(valid.flatten(1) > 0, err.flatten(1), torch.full_like(err.flatten(1), float("nan")))
+        scale = torch.nanmedian(flat, dim=1).values.nan_to_num(1.0).clamp_min(1e-3).view(-1, 1, 1, 1)
+        return torch.exp(-err / scale) * valid, valid
+
+
+def saliency_loss(saliency: Tensor, depth1: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Binary cross-entropy of the saliency map (B, 1, H, W) in [0, 1] against `saliency_target`.
+
+    Averaged over valid ground-truth pixels. Gives the Saliency-Net a dense, per-pixel signal that
+    a constant map cannot satisfy (the end-to-end path alone let it collapse).
+    """
+    goal, valid = saliency_target(depth1, target, mask)
+    with _no_autocast(saliency):
+        s = _as_float(saliency).clamp(1e-6, 1 - 1e-6)
+        bce = -(goal * torch.log(s) + (1 - goal) * torch.log1p(-s))
+        return _masked_mean(bce, valid)
+
+
+def silog_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None, lam: float = 0.85) -> Tensor:
+    """Scale-invariant log loss (Eigen et al.): sqrt(mean(g^2) - lam mean(g)^2), g = log pred - log gt.
+
+    Per image, averaged over the batch (images without valid pixels count 0).
+    """
+    _check_same(pred, target=target, mask=mask)
+    with _no_autocast(pred):
+        gt, valid = _clean_target(target, mask)
+        g = (torch.log(_as_float(pred).clamp_min(1e-6)) - torch.log(gt.clamp_min(1e-6))) * valid
+        n = valid.sum(dim=(1, 2, 3)).clamp_min(1.0)
+        mean_sq = (g**2).sum(dim=(1, 2, 3)) / n
+        mean = g.sum(dim=(1, 2, 3)) / n
+        return _safe_sqrt(mean_sq - lam * mean**2).mean() * (valid.sum() > 0)
+
+
+def unet_loss(
+    outputs_depth: Sequence[Tensor], target: Tensor, mask: Tensor | None, cfg: LossConfig
+) -> dict[str, Tensor]:
+    """Compute the U-Net baseline's objective.
+
+    SILog at full resolution plus `cfg.unet_grad_weight` times the gamma-weighted multi-scale Sobel
+    gradient loss (`gradient_loss`) on every output.
+    """
+    if len(outputs_depth) != len(cfg.scale_weights):
+        raise ValueError(f"got {len(outputs_depth)} depth outputs but {len(cfg.scale_weights)} scale weights")
+    silog = silog_loss(outputs_depth[0], target, mask, cfg.silog_lambda)
+    grad = silog * 0.0
+    for pred, gamma in zip(outputs_depth, cfg.scale_weights):
+        if gamma == 0:
+            continue
+        gt, valid, _ = downsample_target(target, mask, None, tuple(pred.shape[-2:]))
+        grad = grad + gamma * gradient_loss(pred, gt, valid)
+    return {"loss": silog + cfg.unet_grad_weight * grad, "l_silog": silog.detach(), "l_grad": grad.detach()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+import threading
 from typing import Any
 
 import cv2
@@ -12,7 +13,7 @@ import torch
 
 from .checkpoint import load_model
 from .config import Config
-from .geometry import scale_intrinsics
+from .geometry import scale_intrinsics, scale_pixel
 from .points import PointBatch
 
 log = logging.getLogger(__name__)
@@ -22,14 +23,14 @@ DEFAULT_CHECKPOINT = WEIGHTS_DIR / "fusanet_small_indoor.pt"
 
 
 def default_checkpoint() -> Path:
-    """The bundled checkpoint (trained on real indoor RGB-D data, see BENCHMARKS.md)."""
+    """Return the bundled checkpoint (trained on real indoor RGB-D data, see BENCHMARKS.md)."""
     if not DEFAULT_CHECKPOINT.is_file():
         raise FileNotFoundError(f"bundled checkpoint missing: {DEFAULT_CHECKPOINT} (reinstall the package)")
     return DEFAULT_CHECKPOINT
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> CUDA when available, else CPU; "cuda" without a GPU is an error."""
+    """Resolve a device name: "auto" -> CUDA when available, else CPU; "cuda" without a GPU is an error."""
     name = str(device)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -50,20 +51,89 @@ def as_intrinsics(intrinsics: Any) -> np.ndarray:
     return k
 
 
-class Predictor:
-    """Owns resize, normalisation and un-resize around a FuSaNet in eval mode."""
+def apply_input_size(cfg: Config, input_size: tuple[int, int] | None) -> Config:
+    """Set the network input (height, width) on `cfg` (in place; None keeps the checkpoint's).
 
-    def __init__(self, model: torch.nn.Module, cfg: Config, device: str | torch.device = "auto", fp16: bool | None = None):
-        self.device = resolve_device(device)
+    The size follows the config's own rule (`InferenceConfig`: two sizes >= 32). The one place every
+    user of a size override goes through: the Predictor, `fusanet export`.
+
+    Raises:
+        ValueError: the size breaks the rule (the message names it).
+    """
+    if input_size is not None:
+        cfg.inference.input_size = tuple(int(v) for v in input_size)
+        cfg.inference.__post_init__()
+    return cfg
+
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+class Predictor:
+    """Owns resize, normalisation and un-resize around a FuSaNet in eval mode.
+
+    `backend` "torch" runs the model eagerly; "onnxruntime" runs its exported graph
+    (`onnx_backend.py`: exported and cached on first use, the execution providers follow the
+    device rule there), which takes up to `max_points` input points (more are thinned evenly).
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg: Config, device: str | torch.device = "auto",
+                 fp16: bool | None = None, backend: str = "torch", max_points: int | None = None,
+                 checkpoint: str | Path | None = None, cache_dir: str | Path | None = None):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self.backend = backend
         self.cfg = cfg
+        self.input_size = cfg.inference.input_size
+        wants_fp16 = cfg.inference.fp16 if fp16 is None else fp16
+        self._graphs = None
+        if backend == "onnxruntime":
+            self._init_onnx(model, device, bool(wants_fp16), max_points, checkpoint, cache_dir)
+            return
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.memory_format = torch.channels_last if cfg.inference.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
-        self.input_size = cfg.inference.input_size
-        wants_fp16 = cfg.inference.fp16 if fp16 is None else fp16
+        self.max_points = None
         self.fp16 = bool(wants_fp16) and self.device.type == "cuda"
         if wants_fp16 and not self.fp16:
             log.warning("fp16 requested but running on %s: using fp32", self.device)
+
+    def _init_onnx(self, model: torch.nn.Module, device: str | torch.device, wants_fp16: bool, max_points: int | None,
+                   checkpoint: str | Path | None, cache_dir: str | Path | None) -> None:
+        from . import export, onnx_backend
+
+        ort = onnx_backend.require_onnxruntime()
+        self.max_points = export.DEFAULT_MAX_POINTS if max_points is None else int(max_points)
+        if self.max_points < 0:
+            raise ValueError(f"max_points must be >= 0, got {max_points}")
+        directory = Path(cache_dir) if cache_dir is not None else onnx_backend.cache_dir()
+        providers, self.device = onnx_backend.choose_providers(device, ort.get_available_providers(), wants_fp16,
+                                                               directory / "tensorrt")
+        uses_trt = not isinstance(providers[0], str) and providers[0][0] == "TensorrtExecutionProvider"
+        self.fp16 = wants_fp16 and uses_trt
+        if wants_fp16 and not self.fp16:
+            log.warning("fp16 requested: the onnxruntime backend has it with TensorRT only, using fp32 on %s",
+                        self.device)
+        # exported when first used
+        self.model = model.to("cpu").float().eval().to(memory_format=torch.contiguous_format)
+        self.memory_format = torch.contiguous_format
+        sha = (export.file_sha256(checkpoint) if checkpoint is not None
+               else onnx_backend.state_sha256(self.model, self.cfg))
+        self._graphs = onnx_backend.OnnxGraphs(self.model, self.input_size, self.max_points, sha, providers, directory,
+                                               str(checkpoint or "the model"))
+        self._lock = threading.Lock()
+        self._thinned_warned = False
+
+    def onnx_sessions(self) -> dict[int, Any]:
+        """Return the onnxruntime sessions {max points: session}, exported or loaded now if not yet.
+
+        Call it to pay that at start-up rather than on the first image.
+        """
+        if self._graphs is None:
+            raise ValueError("onnx_sessions() needs backend 'onnxruntime'")
+        with self._lock:
+            return self._graphs.sessions()
 
     @classmethod
     def from_checkpoint(
@@ -72,14 +142,20 @@ class Predictor:
         device: str | torch.device = "auto",
         fp16: bool | None = None,
         input_size: tuple[int, int] | None = None,
+        backend: str = "torch",
+        max_points: int | None = None,
+        cache_dir: str | Path | None = None,
     ) -> Predictor:
-        """Load a checkpoint (default: the bundled one); `input_size` overrides the network's
-        (height, width)."""
-        model, cfg = load_model(path or default_checkpoint(), "cpu")
-        if input_size is not None:
-            cfg.inference.input_size = tuple(int(v) for v in input_size)
-            cfg.inference.__post_init__()
-        return cls(model, cfg, device, fp16)
+        """Load a checkpoint (default: the bundled one).
+
+        `input_size` overrides the network's (height, width); `backend`, `max_points`, `cache_dir`:
+        see the class.
+        """
+        if backend not in BACKENDS:  # before the slow load
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        path = path or default_checkpoint()
+        model, cfg = load_model(path, "cpu")
+        return cls(model, apply_input_size(cfg, input_size), device, fp16, backend, max_points, path, cache_dir)
 
     @torch.inference_mode()
     def predict(self, rgb: np.ndarray, intrinsics: Any = None, points: np.ndarray | None = None) -> dict[str, Any]:
@@ -89,7 +165,8 @@ class Predictor:
             rgb: HxWx3 uint8 RGB, any size.
             intrinsics: (fx, fy, cx, cy) or 3x3 K at the input resolution; None = unknown.
             points: optional (N, 3) known points (u, v, depth in metres) in input pixels, e.g. SLAM
-                landmarks or LiDAR; non-finite, non-positive and out-of-frame points are dropped.
+                landmarks or LiDAR; non-finite, non-positive and out-of-frame points are dropped
+                (and with the onnxruntime backend, more than `max_points` are thinned evenly).
 
         Returns:
             dict: "depth" HxW float32 metres, "confidence" HxW float32 in [0, 1], "salient_points"
@@ -101,31 +178,71 @@ class Predictor:
         nh, nw = self.input_size
         sx, sy = nw / w, nh / h
         small = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if sx < 1 and sy < 1 else cv2.INTER_LINEAR)
-        image = torch.from_numpy(small).to(self.device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
-        image = image.contiguous(memory_format=self.memory_format)
-
         k = None
         if intrinsics is not None:
-            fx, fy, cx, cy = as_intrinsics(intrinsics)
-            k = torch.tensor([scale_intrinsics((fx, fy, cx, cy), sx, sy)], dtype=torch.float32, device=self.device)
-        batch, used = None, 0
-        if points is not None:
-            kept = _check_points(points, h, w)
-            used = len(kept)
-            batch = PointBatch.from_arrays([kept], self.device).scaled(sx, sy)
-
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
-            out = self.model(image, batch, k)
-        depth = out["depth"][0][0, 0].float().cpu().numpy()
-        conf = out["confidence"][0]
-        conf = np.ones_like(depth) if conf is None else conf[0, 0].float().cpu().numpy()
+            k = scale_intrinsics(tuple(as_intrinsics(intrinsics)), sx, sy)
+        kept = None if points is None else _check_points(points, h, w)
+        if self._graphs is not None:
+            depth, conf, salient, scores, used = self._forward_onnx(small, k, kept, sx, sy)
+        else:
+            depth, conf, salient, scores, used = self._forward_torch(small, k, kept, sx, sy)
+        if conf is None:
+            conf = np.ones_like(depth)
         result = {
             "depth": cv2.resize(depth, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32),
-            "confidence": np.clip(cv2.resize(conf, (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0).astype(np.float32),
+            "confidence": np.clip(cv2.resize(conf, (w, h), interpolation=cv2.INTER_LINEAR),
+                                  0.0, 1.0).astype(np.float32),
             "points_used": used,
         }
-        result.update(_salient_to_input(out["salient_points"], 1 / sx, 1 / sy))
+        result.update(_salient_to_input(salient, scores, 1 / sx, 1 / sy))
         return result
+
+    def _forward_torch(self, small: np.ndarray, k: tuple | None, kept: np.ndarray | None, sx: float,
+                       sy: float) -> tuple:
+        image = torch.from_numpy(small).to(self.device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+        image = image.contiguous(memory_format=self.memory_format)
+        kt = None if k is None else torch.tensor([k], dtype=torch.float32, device=self.device)
+        batch, used = None, 0
+        if kept is not None:
+            used = len(kept)
+            batch = PointBatch.from_arrays([kept], self.device).scaled(sx, sy)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
+            out = self.model(image, batch, kt)
+        depth = out["depth"][0][0, 0].float().cpu().numpy()
+        conf = out["confidence"][0]
+        conf = None if conf is None else conf[0, 0].float().cpu().numpy()
+        sal = out["salient_points"]
+        if sal is None:
+            return depth, conf, None, None, used
+        pts = torch.cat([sal.uv[0], sal.depth[0, :, None]], dim=1).float().cpu().numpy()
+        return depth, conf, pts, sal.weight[0].float().cpu().numpy(), used
+
+    def _forward_onnx(self, small: np.ndarray, k: tuple | None, kept: np.ndarray | None, sx: float, sy: float) -> tuple:
+        from . import onnx_backend
+        from .export import default_intrinsics_array
+
+        nh, nw = self.input_size
+        image = np.ascontiguousarray(small.transpose(2, 0, 1)[None]).astype(np.float32) / 255.0
+        kt = default_intrinsics_array(nh, nw) if k is None else np.array([k], np.float32)
+        used = 0 if kept is None else len(kept)
+        if used > self.max_points:
+            if not self._thinned_warned:
+                log.warning("%d input points, the onnxruntime graph takes %d: using an even subset (max_points)",
+                            used, self.max_points)
+                self._thinned_warned = True
+            kept = kept[np.round(np.linspace(0, used - 1, self.max_points)).astype(np.int64)]
+            used = len(kept)
+        sessions = self.onnx_sessions()
+        p = self.max_points if used else 0
+        points = np.zeros((1, p, 3), np.float32)
+        valid = np.zeros((1, p), bool)
+        if used:
+            uv = torch.from_numpy(np.ascontiguousarray(kept[:, :2]))  # the torch path's exact arithmetic
+            scaled = torch.stack([scale_pixel(uv[:, 0], sx), scale_pixel(uv[:, 1], sy)], -1).numpy()
+            points[0, :used, :2], points[0, :used, 2], valid[0, :used] = scaled, kept[:, 2], True
+        depth, conf, sal, scores = onnx_backend.run(sessions[p], image, points, valid, kt)
+        salient = sal[0] if self.cfg.model.use_saliency and sal.shape[1] else None
+        return depth[0, 0], None if not self.cfg.model.use_confidence else conf[0, 0], salient, scores[0], used
 
 
 def _check_rgb(rgb: Any) -> np.ndarray:
@@ -147,9 +264,10 @@ def _check_points(points: Any, height: int, width: int) -> np.ndarray:
     return arr[ok]
 
 
-def _salient_to_input(salient: PointBatch | None, sx: float, sy: float) -> dict[str, np.ndarray]:
-    if salient is None:
+def _salient_to_input(points: np.ndarray | None, scores: np.ndarray | None, sx: float,
+                      sy: float) -> dict[str, np.ndarray]:
+    """Salient points (M, 3) in network pixels -> input pixels (pixel-centre convention)."""
+    if points is None:
         return {"salient_points": np.zeros((0, 3), np.float32), "salient_scores": np.zeros(0, np.float32)}
-    back = salient.scaled(sx, sy)
-    pts = torch.cat([back.uv[0], back.depth[0, :, None]], dim=1).float().cpu().numpy()
-    return {"salient_points": pts.astype(np.float32), "salient_scores": back.weight[0].float().cpu().numpy()}
+    back = np.stack([scale_pixel(points[:, 0], sx), scale_pixel(points[:, 1], sy), points[:, 2]], axis=1)
+    return {"salient_points": back.astype(np.float32), "salient_scores": np.asarray(scores, np.float32)}

@@ -1,8 +1,10 @@
 """The training task: batch + model -> {"loss", parts}. The trainer never sees loss internals.
 
 Objective: the final pass's multi-scale loss (Eq. 5) plus `loss.pass1_weight` times the first
-pass's (the paper trains both passes; the weight is not published). The sparse term L_S is
-evaluated at the input guiding points of the batch in both passes.
+pass's (the paper trains both passes; the weight is not published), plus `loss.saliency_weight`
+times the auxiliary Saliency-Net loss (losses.saliency_loss). The sparse term L_S is evaluated at
+the input guiding points of the batch in both passes. The plain U-Net baseline (model.arch: unet,
+no confidence, no saliency) is trained with losses.unet_loss instead.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn, Tensor
 
 from .config import Config
-from .losses import multiscale_loss
+from .losses import multiscale_loss, saliency_loss, unet_loss
+from .model_health import FlatSaliencyMonitor, saliency_stats
 from .points import PointBatch
 
 
@@ -44,6 +47,11 @@ class DepthTask:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        self.monitor = FlatSaliencyMonitor()
+
+    def check_health(self, record: dict[str, Any]) -> None:
+        """Warn (log) when a logged training record says the saliency map has gone flat."""
+        self.monitor.check(record)
 
     def sparse_mask(self, batch: dict[str, Any]) -> Tensor:
         """(B, 1, H, W) bool: pixels holding an input guiding point."""
@@ -66,16 +74,31 @@ class DepthTask:
         points = batch["points"]
         out = model(batch["rgb"], points if points.num_points else None, batch["intrinsics"])
         target, mask = batch["depth"], batch["mask"]
+        if self.cfg.model.arch == "unet":
+            parts = unet_loss(out["depth"], target, mask, self.cfg.loss)
+            result = {k: v.detach() for k, v in parts.items() if k != "loss"}
+            result["final"] = parts["loss"].detach()
+            result["loss"] = parts["loss"]
+            return result
         sparse = self.sparse_mask(batch)
-        final = multiscale_loss(out["depth"], _conf_list(out["confidence"]), target, mask, sparse, epoch, self.cfg.loss)
+        final = multiscale_loss(out["depth"], _conf_list(out.get("confidence")), target, mask, sparse, epoch,
+                                self.cfg.loss)
         result = {k: v.detach() for k, v in final.items() if k != "loss"}
         result["final"] = final["loss"].detach()
         loss = final["loss"]
         first = out.get("pass1")
         if first is not None and self.cfg.loss.pass1_weight > 0:
-            p1 = multiscale_loss(first["depth"], _conf_list(first["confidence"]), target, mask, sparse, epoch, self.cfg.loss)
+            p1 = multiscale_loss(first["depth"], _conf_list(first["confidence"]), target, mask, sparse, epoch,
+                                 self.cfg.loss)
             loss = loss + self.cfg.loss.pass1_weight * p1["loss"]
             result["pass1"] = p1["loss"].detach()
+        saliency = out.get("saliency")
+        if saliency is not None and first is not None:
+            result.update(saliency_stats(saliency))
+            if self.cfg.loss.saliency_weight > 0:
+                aux = saliency_loss(saliency, first["depth"][0].detach(), target, mask)
+                loss = loss + self.cfg.loss.saliency_weight * aux
+                result["l_saliency"] = aux.detach()
         result["loss"] = loss
         return result
 

@@ -90,3 +90,37 @@ def test_scatter_to_grid_places_weighted_point_features():
     grid = scatter_to_grid(values, uv, weight, 1.0, (6, 8))
     assert grid[0, 0, 1, 2] == (1.0 + 1.5) / 2
     assert grid.sum() == grid[0, 0, 1, 2]
+
+
+def test_shared_confidence_nconv_keeps_the_nconv_properties():
+    torch.manual_seed(2)
+    conv = NConv2d(6, 5, 3, groups=(4, 2))
+    c = (torch.rand(1, 2, 16, 20) > 0.4).float()
+    out, conf = conv(torch.full((1, 6, 16, 20), 1.5), c)
+    inner = conf[..., 1:-1, 1:-1] > 0
+    expected = (1.5 + conv.bias.view(1, -1, 1, 1)).expand_as(out)[..., 1:-1, 1:-1]
+    assert torch.allclose(out[..., 1:-1, 1:-1][inner.expand(-1, 5, -1, -1)], expected[inner.expand(-1, 5, -1, -1)],
+                          atol=1e-5)
+    assert conf.shape == (1, 1, 16, 20) and (conf >= 0).all() and (conf <= 1 + 1e-6).all()
+    x = torch.randn(1, 6, 16, 20)
+    full = torch.repeat_interleave(c, torch.tensor([4, 2]), dim=1)
+    garbage = torch.where(full > 0, x, torch.randn_like(x) * 1e3)
+    assert torch.allclose(conv(x, c)[0], conv(garbage, c)[0], atol=1e-4)
+
+
+def test_shared_confidence_equals_full_nconv_when_channels_share_it():
+    torch.manual_seed(3)
+    full, shared = NConv2d(4, 3, 3), NConv2d(4, 3, 3, groups=(4,))
+    shared.load_state_dict(full.state_dict())
+    x, c = torch.randn(1, 4, 10, 12), torch.rand(1, 1, 10, 12)
+    out_f, conf_f = full(x, c.expand(-1, 4, -1, -1))
+    out_s, conf_s = shared(x, c)
+    assert torch.allclose(out_f, out_s, atol=1e-5)
+    assert torch.allclose(conf_f.mean(1, keepdim=True), conf_s, atol=1e-6)
+
+
+def test_nconv_downsample_odd_size_and_shared_confidence():
+    x, c = torch.randn(1, 3, 5, 7), torch.rand(1, 1, 5, 7)
+    data, conf = nconv_downsample(x, c)
+    assert data.shape == (1, 3, 3, 4) and conf.shape == (1, 1, 3, 4)
+    assert torch.allclose(conf[0, 0, 0, 0] * 4, c[0, 0, :2, :2].max())

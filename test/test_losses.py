@@ -10,7 +10,6 @@ import torch
 
 from fusanet_core.config import LossConfig
 from fusanet_core.losses import (
-    PART_NAMES,
     confidence_term,
     depth_confidence_loss,
     downsample_target,
@@ -21,6 +20,7 @@ from fusanet_core.losses import (
     normal_loss,
     normalized_hessian,
     normalized_hessian_loss,
+    PART_NAMES,
     scale_loss,
     sparse_loss,
 )
@@ -135,7 +135,7 @@ def test_hessian_ignores_pred_inside_and_near_holes():
     assert abs(float(normalized_hessian_loss(changed, target, mask)) - float(base)) > 1e-5
     # Reference: mean over exactly the output pixels whose 7x7 window avoids the hole.
     diff = (normalized_hessian(pred, 1.0) - normalized_hessian(target, 1.0)).pow(2).sum(1)[0]
-    keep = np.array([[mask[0, 0, i : i + 7, j : j + 7].all().item() for j in range(42)] for i in range(34)])
+    keep = np.array([[mask[0, 0, i:i + 7, j:j + 7].all().item() for j in range(42)] for i in range(34)])
     assert keep.sum() == 34 * 42 - 11 * 12
     assert float(base) == pytest.approx(math.sqrt(float(diff[torch.from_numpy(keep)].mean())), rel=1e-6)
 
@@ -211,8 +211,8 @@ def _sobel_reference(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     dx, dy = np.zeros((h - 2, w - 2)), np.zeros((h - 2, w - 2))
     for i in range(h - 2):
         for j in range(w - 2):
-            dx[i, j] = (img[i : i + 3, j : j + 3] * kx).sum()
-            dy[i, j] = (img[i : i + 3, j : j + 3] * kx.T).sum()
+            dx[i, j] = (img[i:i + 3, j:j + 3] * kx).sum()
+            dy[i, j] = (img[i:i + 3, j:j + 3] * kx.T).sum()
     return dx, dy
 
 
@@ -223,7 +223,7 @@ def test_gradient_and_normal_loss_against_loop_reference_with_hole():
     valid[0, 0] = valid[3, 4] = False
     pdx, pdy = _sobel_reference(pred)
     tdx, tdy = _sobel_reference(target)
-    inner = np.array([[valid[i : i + 3, j : j + 3].all() for j in range(4)] for i in range(3)])
+    inner = np.array([[valid[i:i + 3, j:j + 3].all() for j in range(4)] for i in range(3)])
     l_grad = np.log(abs(pdx - tdx) + 0.5)[inner].mean() + np.log(abs(pdy - tdy) + 0.5)[inner].mean()
     nd = np.stack([-pdx, -pdy, np.ones_like(pdx)])
     ng = np.stack([-tdx, -tdy, np.ones_like(tdx)])
@@ -397,8 +397,10 @@ def test_multiscale_under_autocast_matches_float32():
 
 
 def test_sparse_loss_never_rewards_worse_pixels_away_from_the_points():
-    """The denominator normalises: gradients reach only the point pixels, and making other
-    pixels worse does not lower the loss through the gradient."""
+    """The denominator normalises: gradients reach only the point pixels.
+
+    Making other pixels worse does not lower the loss through the gradient.
+    """
     torch.manual_seed(0)
     target = 1 + torch.rand(1, 1, 8, 8)
     pred = (target + 0.3 * torch.randn(1, 1, 8, 8)).requires_grad_(True)
@@ -407,3 +409,34 @@ def test_sparse_loss_never_rewards_worse_pixels_away_from_the_points():
     sparse_loss(pred, target, points).backward()
     assert pred.grad[~points].abs().max() == 0
     assert pred.grad[points].abs().min() > 0
+
+
+def test_saliency_target_and_loss():
+    from fusanet_core.losses import saliency_loss, saliency_target
+
+    gt = torch.full((1, 1, 4, 4), 2.0)
+    d1 = gt.clone()
+    d1[..., :2] = 3.0  # left half wrong
+    goal, valid = saliency_target(d1, gt)
+    assert (goal[..., 2:] == 1).all() and (goal[..., :2] < 0.5).all() and valid.sum() == 16
+    good = torch.where(goal > 0.5, torch.full_like(gt, 0.9), torch.full_like(gt, 0.1))
+    flat = torch.full_like(gt, 0.5, requires_grad=True)
+    assert saliency_loss(good, d1, gt) < saliency_loss(flat, d1, gt)
+    saliency_loss(flat, d1, gt).backward()
+    assert flat.grad[..., 2:].sum() < 0 < flat.grad[..., :2].sum()  # raise the accurate half
+    none = saliency_loss(flat, d1, torch.zeros_like(gt))
+    assert none == 0
+
+
+def test_silog_is_scale_invariant_at_lambda_one_and_unet_loss_runs():
+    from fusanet_core.config import LossConfig
+    from fusanet_core.losses import silog_loss, unet_loss
+
+    torch.manual_seed(0)
+    gt = 1 + torch.rand(2, 1, 16, 16)
+    pred = gt * torch.exp(0.1 * torch.randn_like(gt))
+    assert torch.allclose(silog_loss(pred, gt, lam=1.0), silog_loss(pred * 3, gt, lam=1.0), atol=1e-5)
+    assert silog_loss(gt, gt) < 1e-3
+    outs = [pred] + [torch.nn.functional.avg_pool2d(pred, 2**k) for k in range(1, 5)]
+    parts = unet_loss(outs, gt, None, LossConfig())
+    assert torch.isfinite(parts["loss"]) and {"l_silog", "l_grad"} <= set(parts)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fusanet_core import Predictor, build_model, preset_config
+from fusanet_core import build_model, Predictor, preset_config
 from fusanet_core.predictor import as_intrinsics, resolve_device
 
 
@@ -57,3 +57,10 @@ def test_bad_intrinsics_and_devices():
     with pytest.raises(ValueError, match="device"):
         resolve_device("tpu")
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_unknown_backend_is_named_before_loading():
+    from fusanet_core.predictor import Predictor
+
+    with pytest.raises(ValueError, match="backend must be one of torch, onnxruntime, got 'tflite'"):
+        Predictor.from_checkpoint("/nonexistent.pt", "cpu", backend="tflite")

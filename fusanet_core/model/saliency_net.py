@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import torch
+from torch import nn, Tensor
 import torch.nn.functional as F
-from torch import Tensor, nn
 
 from ..points import PointBatch
 
@@ -27,20 +30,29 @@ class MultiScaleFeatures(nn.Module):
 
 
 class SaliencyNet(nn.Module):
-    """Confidence concatenated with the fusion features and, separately, with the depth map; an MFE
-    on each; convs to one score map each; their element-wise product is the saliency map."""
+    """Saliency-Net: two score maps, from the fusion features and from the depth, multiplied.
 
-    def __init__(self, feature_channels: int, c_each: int, max_depth: float):
+    Confidence concatenated with the fusion features and, separately, with the depth map; an MFE
+    on each; convs to one score map each; their element-wise product is the saliency map.
+
+    `activation` is the head's hidden non-linearity. "relu" (the first version) let the trained
+    map collapse to a constant: every hidden unit of both heads went negative, a dead state that
+    passes no gradient back (docs/architecture.md, "Saliency-Net collapse"). "leaky_relu" keeps a
+    gradient through every unit.
+    """
+
+    def __init__(self, feature_channels: int, c_each: int, max_depth: float, activation: str = "relu"):
         super().__init__()
         self.max_depth = max_depth
         self.mfe_features = MultiScaleFeatures(feature_channels + 1, c_each)
         self.mfe_depth = MultiScaleFeatures(2, c_each)
-        self.head_features = self._head(9 * c_each, c_each)
-        self.head_depth = self._head(9 * c_each, c_each)
+        self.head_features = self._head(9 * c_each, c_each, activation)
+        self.head_depth = self._head(9 * c_each, c_each, activation)
 
     @staticmethod
-    def _head(c_in: int, c_mid: int) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(c_in, c_mid, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(c_mid, 1, 1))
+    def _head(c_in: int, c_mid: int, activation: str) -> nn.Sequential:
+        act = nn.LeakyReLU(0.1, inplace=True) if activation == "leaky_relu" else nn.ReLU(inplace=True)
+        return nn.Sequential(nn.Conv2d(c_in, c_mid, 3, padding=1), act, nn.Conv2d(c_mid, 1, 1))
 
     def forward(self, features: Tensor, depth: Tensor, confidence: Tensor) -> Tensor:
         """-> saliency map (B, 1, H, W) in [0, 1]."""
@@ -49,20 +61,76 @@ class SaliencyNet(nn.Module):
         return torch.sigmoid(by_features) * torch.sigmoid(by_depth)
 
 
-def select_salient_points(saliency: Tensor, depth: Tensor, max_points: int, nms_radius: int = 2) -> PointBatch:
+def spatial_priority(h: int, w: int, device: torch.device | str = "cpu") -> Tensor:
+    """Return the (h * w,) rank of every pixel (row-major) in a coarse-to-fine order.
+
+    The order is the bit-reversed Morton (Z-order) code. The first 4^j pixels of that order form a
+    roughly regular grid of 2^j x 2^j cells over the image, so taking pixels in this order spreads
+    them over the whole image. Computed with numpy (a constant for ONNX tracing, which fixes the input size anyway).
+    """
+    return torch.from_numpy(_priority(int(h), int(w)).copy()).to(device)
+
+
+@functools.lru_cache(maxsize=16)
+def _priority(h: int, w: int) -> np.ndarray:
+    bits = max(1, (max(h, w) - 1).bit_length())
+    rows = np.repeat(np.arange(h, dtype=np.int64), w) * (1 << bits) // h  # same 2^bits grid on both
+    cols = np.tile(np.arange(w, dtype=np.int64), h) * (1 << bits) // w  # axes: fair for any aspect
+    code = np.zeros(h * w, dtype=np.int64)
+    for b in range(bits):  # interleave: (row bit, col bit) pairs
+        code |= ((rows >> b) & 1) << (2 * b + 1)
+        code |= ((cols >> b) & 1) << (2 * b)
+    rev = np.zeros_like(code)
+    for b in range(2 * bits):  # bit reversal: coarse cells vary fastest
+        rev |= ((code >> b) & 1) << (2 * bits - 1 - b)
+    order = np.argsort(rev, kind="stable")  # ties (h, w not powers of two): row-major
+    rank = np.empty(h * w, dtype=np.int64)
+    rank[order] = np.arange(h * w)
+    return rank
+
+
+@functools.lru_cache(maxsize=16)
+def _priority_order(h: int, w: int) -> np.ndarray:
+    """Return the argsort of `spatial_priority` (a permutation, so the order is unique), computed once per size."""
+    return np.argsort(_priority(h, w), kind="stable")  # never written to: shared by every call
+
+
+def select_salient_points(saliency: Tensor, depth: Tensor, max_points: int, nms_radius: int = 2,
+                          tie_break: str = "spatial") -> PointBatch:
     """Top-scoring local maxima of the saliency map become points.
 
     Each point's depth is the first pass's depth there and its weight the saliency score, both
     differentiable; only the choice of pixels is not. Local maxima within (2r+1)^2 windows keep
-    the points spread out.
+    the points spread out. Equal scores are ranked by `spatial_priority`, not by position in
+    memory: on a flat (or partly flat) map every pixel of the plateau is a "local maximum", and
+    plain top-k would take them all from the first image rows. `tie_break="memory"` is that plain
+    row-major order, kept for v1 checkpoints, which were trained with it (`model.point_tie_break`).
     """
     b, _, h, w = saliency.shape
     with torch.no_grad():
         peaks = saliency == F.max_pool2d(saliency, 2 * nms_radius + 1, 1, nms_radius)
         ranked = torch.where(peaks, saliency, torch.full_like(saliency, -1.0)).flatten(1)
         k = min(max_points, h * w)
-        _, index = ranked.topk(k, dim=1)
+        if tie_break == "memory":  # equal scores lowest index first, in eager as in ONNX's TopK
+            if torch.jit.is_tracing():
+                return _gather_points(saliency, depth, ranked.topk(k, dim=1).indices, w)
+            order = torch.sort(ranked, dim=1, descending=True, stable=True).indices[:, :k]
+            return _gather_points(saliency, depth, order, w)
+        # Lexicographic (score descending, spatial priority ascending): sort by priority, then a
+        # stable sort by score keeps the priority order among equal scores. For distinct scores
+        # the selected set is exactly plain top-k's.
+        by_priority = torch.from_numpy(_priority_order(int(h), int(w))).to(saliency.device).expand(b, -1)
+        if torch.jit.is_tracing():  # ONNX has no stable sort; its TopK puts equal values lowest index first
+            order = ranked.gather(1, by_priority).topk(k, dim=1).indices
+        else:
+            order = torch.sort(ranked.gather(1, by_priority), dim=1, descending=True, stable=True).indices[:, :k]
+        index = by_priority.gather(1, order)
+    return _gather_points(saliency, depth, index, w)
+
+
+def _gather_points(saliency: Tensor, depth: Tensor, index: Tensor, width: int) -> PointBatch:
+    """Build the PointBatch of the flat pixel indices: (u, v), pass-1 depth and score as weight."""
     score = saliency.flatten(1).gather(1, index)
     z = depth.flatten(1).gather(1, index)
-    uv = torch.stack([index % w, index // w], dim=-1).to(saliency.dtype)
+    uv = torch.stack([index % width, index // width], dim=-1).to(saliency.dtype)
     return PointBatch(uv=uv, depth=z, weight=score)
