@@ -17,13 +17,13 @@ from .errors import error_reason
 
 @functools.lru_cache(maxsize=1)
 def _default_typestore() -> Any:
-    from rosbags.typesys import Stores, get_typestore
+    from rosbags.typesys import get_typestore, Stores
 
     return get_typestore(Stores.ROS2_HUMBLE)
 
 
 def open_bag(paths: str | Path | Sequence[str | Path]) -> Any:
-    """An opened rosbags `AnyReader` over one or more bags (several are merged by time).
+    """Open a rosbags `AnyReader` over one or more bags (several are merged by time).
 
     ROS 1 bags and ROS 2 bags from Iron on carry their message definitions; ROS 2 bags recorded
     by Humble and earlier do not, and are read with the Humble message definitions.
@@ -43,12 +43,13 @@ def open_bag(paths: str | Path | Sequence[str | Path]) -> Any:
         reader.open()
     except Exception as err:  # noqa: BLE001 - rosbags raises many types (and UnicodeDecodeError) for damaged files
         names = ", ".join(map(str, bag_paths))
-        raise ValueError(f"cannot read bag {names}: it is truncated, corrupt or not a bag ({error_reason(err, limit=200)})") from None
+        reason = error_reason(err, limit=200)
+        raise ValueError(f"cannot read bag {names}: it is truncated, corrupt or not a bag ({reason})") from None
     return reader
 
 
 def bag_topics(reader: Any) -> dict[str, tuple[str, int]]:
-    """topic -> (message type, message count) of an opened reader."""
+    """Map topic -> (message type, message count) of an opened reader."""
     topics: dict[str, tuple[str, int]] = {}
     for conn in reader.connections:
         old = topics.get(conn.topic, (conn.msgtype, 0))
@@ -57,7 +58,7 @@ def bag_topics(reader: Any) -> dict[str, tuple[str, int]]:
 
 
 def topic_listing(topics: dict[str, tuple[str, int]]) -> str:
-    """'/a (pkg/msg/A, 10); /b (pkg/msg/B, 3)': the bag's topics for error messages."""
+    """Format the bag's topics for error messages: '/a (pkg/msg/A, 10); /b (pkg/msg/B, 3)'."""
     return "; ".join(f"{t} ({m}, {n})" for t, (m, n) in sorted(topics.items())) or "no topics"
 
 
@@ -92,8 +93,11 @@ def require_topics(topics: dict[str, tuple[str, int]], wanted: str | Sequence[st
 
 
 def closest_topic(topic: str, candidates: Sequence[str]) -> str | None:
-    """The candidate sharing the longest leading path with `topic` (the CameraInfo topic of an
-    image topic, say); None when none shares any part or two share the most."""
+    """Return the candidate sharing the longest leading path with `topic`.
+
+    That is the CameraInfo topic of an image topic, say; None when none shares any part or two
+    share the most.
+    """
     parts = topic.strip("/").split("/")
 
     def shared(other: str) -> int:

@@ -7,9 +7,10 @@ loaded with `torch.load(weights_only=True)`: no pickled code ever runs.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
+import tempfile
 from typing import Any
+import warnings
 
 import torch
 from torch import nn
@@ -25,9 +26,11 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, cfg: Config, half: bool = False, **extra: Any) -> Path:
-    """Write model weights and config atomically (temp file + rename): a crash never leaves a
-    truncated checkpoint under the final name. `half` stores floating weights as fp16.
-    `extra` holds plain data (optimiser state, epoch, ...) for resuming."""
+    """Write model weights and config atomically (temp file + rename).
+
+    A crash never leaves a truncated checkpoint under the final name. `half` stores floating
+    weights as fp16. `extra` holds plain data (optimiser state, epoch, ...) for resuming.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
@@ -46,13 +49,19 @@ def save_checkpoint(path: str | Path, model: nn.Module, cfg: Config, half: bool 
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Config]:
-    """Load and validate a checkpoint file -> (payload, config). Raises CheckpointError or
-    FileNotFoundError with one clear line."""
+    """Load and validate a checkpoint file -> (payload, config).
+
+    Raises CheckpointError or FileNotFoundError with one clear line.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns on stderr about the pickle protocol of a foreign file before refusing it:
+            # the refusal below is the one line a user should see.
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, foreign pickle, random bytes: all end here
         reason = error_reason(err, limit=160)
         raise CheckpointError(f"checkpoint {path} is corrupt, truncated or not a safe torch file ({reason})") from None
@@ -65,7 +74,28 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint {path} has an invalid config: {err}") from None
     if not isinstance(payload.get("model"), dict):
         raise CheckpointError(f"checkpoint {path} has no model weights")
+    check_finite(payload["model"], path)
     return payload, cfg
+
+
+def check_finite(state: dict[str, Any], source: str | Path = "checkpoint") -> None:
+    """Check that every entry is a tensor and every floating one finite.
+
+    NaN / inf weights give NaN depth everywhere (an all-invalid depth map), so they are refused
+    at load, not discovered per image.
+
+    Raises:
+        CheckpointError: naming the first offending tensor and how many of its values are bad.
+    """
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"checkpoint {source} weight {name!r} is a {type(value).__name__}, not a tensor")
+        if value.is_floating_point() or value.is_complex():
+            finite = torch.isfinite(value)
+            if not bool(finite.all()):
+                bad = int((~finite).sum())
+                raise CheckpointError(f"checkpoint {source} has non-finite weights: {name} holds {bad} NaN/inf of "
+                                      f"{value.numel()} values (a diverged or damaged run)")
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path = "checkpoint") -> None:
@@ -73,9 +103,11 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str |
     target = _unwrap(model).state_dict()
     missing = sorted(set(target) - set(state))
     unexpected = sorted(set(state) - set(target))
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in target.items() if k in state and state[k].shape != v.shape]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in target.items()
+              if k in state and state[k].shape != v.shape]
     if missing or unexpected or shapes:
-        parts = [f"missing keys {_few(missing)}" if missing else "", f"unexpected keys {_few(unexpected)}" if unexpected else ""]
+        parts = [f"missing keys {_few(missing)}" if missing else "",
+                 f"unexpected keys {_few(unexpected)}" if unexpected else ""]
         parts.append(f"shape mismatch {_few(shapes)}" if shapes else "")
         raise CheckpointError(f"{source} does not match the model: " + "; ".join(p for p in parts if p))
     dtype_state = {k: v.to(target[k].dtype) for k, v in state.items()}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 
 def error_reason(err: BaseException, limit: int | None = None) -> str:
-    """The first line of an exception's text (its type name when empty), cut to `limit`
-    characters when given (for a library's message quoted inside our own)."""
+    """Return the first line of an exception's text (its type name when empty).
+
+    It is cut to `limit` characters when given (for a library's message quoted inside our own).
+    """
     text = str(err).strip()
     return (text.splitlines()[0] if text else type(err).__name__)[:limit]

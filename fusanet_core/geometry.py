@@ -6,13 +6,18 @@ from typing import Any
 
 
 def scale_pixel(coord: Any, scale: float) -> Any:
-    """A pixel coordinate (float, numpy or torch) after resizing its image axis by `scale`,
-    pixel-centre convention: the centre of pixel 0 moves to 0.5 * scale - 0.5 (as cv2.resize)."""
+    """Return a pixel coordinate (float, numpy or torch) after resizing its image axis by `scale`.
+
+    Pixel-centre convention: the centre of pixel 0 moves to 0.5 * scale - 0.5 (as cv2.resize).
+    """
     return (coord + 0.5) * scale - 0.5
 
 
 def scale_intrinsics(k: tuple[float, float, float, float], sx: float, sy: float) -> tuple[float, float, float, float]:
-    """(fx, fy, cx, cy) after resizing an image by (sx, sy), pixel-centre convention: the centre
-    of pixel 0 sits at 0.5 * s - 0.5 in the new image (as cv2.resize and PointBatch.scaled)."""
+    """Return (fx, fy, cx, cy) after resizing an image by (sx, sy).
+
+    Pixel-centre convention: the centre of pixel 0 sits at 0.5 * s - 0.5 in the new image (as
+    cv2.resize and PointBatch.scaled).
+    """
     fx, fy, cx, cy = (float(v) for v in k)
     return fx * sx, fy * sy, scale_pixel(cx, sx), scale_pixel(cy, sy)

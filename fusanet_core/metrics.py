@@ -83,7 +83,7 @@ def crop_mask(shape: Sequence[int], crop: str | Sequence[int] | None) -> np.ndar
 
 
 def _to_image(array: Any, name: str) -> np.ndarray:
-    """numpy float64 (H, W) from an array or tensor; leading singleton dims are squeezed."""
+    """Return a numpy float64 (H, W) from an array or tensor; leading singleton dims are squeezed."""
     if hasattr(array, "detach"):  # torch tensor, without importing torch here
         array = array.detach().cpu().numpy()
     array = np.asarray(array, dtype=np.float64)
@@ -119,7 +119,7 @@ def compute_metrics(
     mask: Any = None,
     median_scale: bool = False,
 ) -> dict[str, float]:
-    """Standard depth metrics of one image.
+    """Compute the standard depth metrics of one image.
 
     Args:
         pred: predicted depth in metres, (H, W) numpy array or tensor (leading 1-dims allowed).
@@ -213,8 +213,9 @@ class MetricAccumulator:
         return metrics
 
     def summary(self) -> dict[str, float]:
-        """Mean of each metric over the scored images, plus ``n_images``, ``n_skipped`` and
-        ``n_valid`` (total scored pixels).
+        """Return the mean of each metric over the scored images.
+
+        Plus ``n_images``, ``n_skipped`` and ``n_valid`` (total scored pixels).
 
         Raises:
             ValueError: no image was scored.
@@ -245,10 +246,13 @@ def _format_value(value: Any) -> str:
 
 
 def timing_summary(values: Sequence[float] | np.ndarray) -> dict[str, float]:
-    """Count, p50, p95, mean and max of a sample of timings (latencies, step times), in its units;
-    the statistics are NaN for an empty sample."""
+    """Return count, p50, p95, mean and max of a sample of timings (latencies, step times), in its units.
+
+    The statistics are NaN for an empty sample.
+    """
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
     if arr.size == 0:
         return {"n": 0, "p50": float("nan"), "p95": float("nan"), "mean": float("nan"), "max": float("nan")}
     p50, p95 = np.percentile(arr, [50, 95])
-    return {"n": int(arr.size), "p50": float(p50), "p95": float(p95), "mean": float(arr.mean()), "max": float(arr.max())}
+    return {"n": int(arr.size), "p50": float(p50), "p95": float(p95), "mean": float(arr.mean()),
+            "max": float(arr.max())}

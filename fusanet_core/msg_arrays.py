@@ -17,7 +17,9 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from . import image_io
 from .geometry import scale_intrinsics  # noqa: F401  (re-exported for the ROS layer)
+from .image_io import decode_image, DEFAULT_MAX_INPUT_PIXELS  # noqa: F401  (the limit is re-exported for the nodes)
 
 Intrinsics = tuple[float, float, float, float]  # fx, fy, cx, cy in pixels
 
@@ -46,8 +48,12 @@ class ConversionError(ValueError):
     """A message that cannot be converted; the text says why (used for bad-input counters)."""
 
 
+class TooLargeError(ConversionError):
+    """A message image above the `max_input_pixels` rule, refused before its pixels are decoded."""
+
+
 def norm_encoding(encoding: Any) -> str:
-    """"16uc1" -> "16UC1", "RGB8" -> "rgb8": ROS spells the two families differently."""
+    """Normalise an encoding's case, "16uc1" -> "16UC1", "RGB8" -> "rgb8": ROS spells the two families differently."""
     text = str(encoding).strip()
     return text.upper() if text.upper() in ("16UC1", "32FC1") else text.lower() if text.lower() in ENCODINGS else text
 
@@ -80,11 +86,34 @@ def image_to_array(msg: Any) -> np.ndarray:
     return pixels.reshape(height, width, channels) if channels > 1 else pixels.reshape(height, width)
 
 
-def image_to_rgb(msg: Any) -> np.ndarray:
-    """HxWx3 uint8 RGB from an rgb8/bgr8/rgba8/bgra8/mono8 Image."""
+def check_pixel_count(width: int, height: int, max_pixels: int | None, what: str = "image") -> None:
+    """Refuse a `width` x `height` image above `max_pixels` (None = no limit) before its data is touched.
+
+    Raises:
+        TooLargeError: e.g. "image 12000x12000 (144.0 MP) exceeds max_input_pixels 16777216".
+    """
+    try:
+        image_io.check_pixel_count(width, height, max_pixels, what)  # the one size rule
+    except image_io.ImageTooLargeError as err:
+        raise TooLargeError(str(err)) from None
+
+
+def image_to_rgb(msg: Any, *, max_pixels: int | None = None) -> np.ndarray:
+    """HxWx3 uint8 RGB from an rgb8/bgr8/rgba8/bgra8/mono8 Image.
+
+    Args:
+        msg: sensor_msgs/Image.
+        max_pixels: refuse images of more pixels (checked on width * height, before the data);
+            None = no limit.
+
+    Raises:
+        ConversionError: not a colour encoding, too many pixels, or a malformed message.
+    """
     encoding = norm_encoding(msg.encoding)
     if encoding in ENCODINGS and encoding not in COLOR_ENCODINGS:
-        raise ConversionError(f"image encoding {str(msg.encoding)!r} is not a colour encoding ({', '.join(COLOR_ENCODINGS)})")
+        raise ConversionError(f"image encoding {str(msg.encoding)!r} is not a colour encoding "
+                              f"({', '.join(COLOR_ENCODINGS)})")
+    check_pixel_count(int(msg.width), int(msg.height), max_pixels)
     pixels = image_to_array(msg)
     if encoding == "mono8":
         return np.repeat(pixels[:, :, None], 3, axis=2)
@@ -94,8 +123,11 @@ def image_to_rgb(msg: Any) -> np.ndarray:
 
 
 def image_to_depth(msg: Any, scale: float = 0.001) -> np.ndarray:
-    """Depth in metres (float32, NaN = invalid) from a 16UC1/mono16 (times `scale`, default mm; 0
-    invalid) or 32FC1 (m; non-finite and <= 0 invalid) Image."""
+    """Return depth in metres (float32, NaN = invalid) from a 16UC1/mono16 or 32FC1 Image.
+
+    16UC1/mono16 values are taken times `scale` (default mm; 0 invalid), 32FC1 ones as metres
+    (non-finite and <= 0 invalid).
+    """
     if norm_encoding(msg.encoding) not in DEPTH_ENCODINGS:
         raise ConversionError(f"depth encoding must be one of {', '.join(DEPTH_ENCODINGS)}, got {str(msg.encoding)!r}")
     raw = image_to_array(msg)
@@ -108,35 +140,44 @@ def image_to_depth(msg: Any, scale: float = 0.001) -> np.ndarray:
     return depth
 
 
-def _compressed_bytes(msg: Any) -> np.ndarray:
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size == 0:
-        raise ConversionError("empty compressed image")
-    return data
+def _decode_compressed(msg: Any, color: bool, max_pixels: int | None) -> np.ndarray:
+    """`image_io.decode_image` of a CompressedImage's data (size, truncation and corruption checks)."""
+    try:
+        what = f"compressed image (format {str(msg.format)!r})"
+        return decode_image(msg.data, what, color=color, max_pixels=max_pixels)
+    except image_io.ImageTooLargeError as err:
+        raise TooLargeError(str(err)) from None
+    except ValueError as err:
+        raise ConversionError(str(err)) from None
 
 
-def compressed_to_rgb(msg: Any) -> np.ndarray:
-    """HxWx3 uint8 RGB from a CompressedImage (JPEG/PNG; compressedDepth is rejected)."""
+def compressed_to_rgb(msg: Any, *, max_pixels: int | None = None) -> np.ndarray:
+    """HxWx3 uint8 RGB from a CompressedImage (JPEG/PNG; compressedDepth is rejected).
+
+    Args:
+        msg: sensor_msgs/CompressedImage.
+        max_pixels: refuse images whose header declares more pixels (read before decoding);
+            None = no limit.
+
+    Raises:
+        ConversionError: a depth format, empty, not an image, too many pixels, truncated or corrupt.
+    """
     fmt = str(msg.format).lower()
     if "compresseddepth" in fmt:
         raise ConversionError(f"compressed format {msg.format!r} is a depth format, not a colour image")
-    data = _compressed_bytes(msg)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if bgr is None or bgr.size == 0:
-        raise ConversionError(f"cannot decode compressed image (format {msg.format!r}, {data.size} bytes)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return _decode_compressed(msg, True, max_pixels)
 
 
-def compressed_to_depth(msg: Any, scale: float = 0.001) -> np.ndarray:
-    """Depth in metres (float32, NaN = invalid) from a single-channel CompressedImage (e.g. a 16-bit
-    PNG): 16-bit values times `scale`, others taken as metres; 0 is invalid. (image_transport's
-    `compressedDepth` adds a header and, for 32FC1, quantised inverse depth: not read here.)"""
-    data = _compressed_bytes(msg)
-    raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if raw is None or raw.size == 0:
-        raise ConversionError(f"cannot decode compressed image (format {msg.format!r}, {data.size} bytes)")
+def compressed_to_depth(msg: Any, scale: float = 0.001, *, max_pixels: int | None = None) -> np.ndarray:
+    """Return depth in metres (float32, NaN = invalid) from a single-channel CompressedImage (e.g. a 16-bit PNG).
+
+    16-bit values are taken times `scale`, others as metres; 0 is invalid. (image_transport's
+    `compressedDepth` adds a header and, for 32FC1, quantised inverse depth: not read here.)
+    """
+    raw = _decode_compressed(msg, False, max_pixels)
     if raw.ndim != 2:
-        raise ConversionError(f"compressed depth must be single-channel, got {raw.shape[2]} channels (format {msg.format!r})")
+        raise ConversionError(f"compressed depth must be single-channel, got {raw.shape[2]} channels "
+                              f"(format {msg.format!r})")
     depth = raw.astype(np.float32) * (np.float32(scale) if raw.dtype == np.uint16 else np.float32(1.0))
     depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
     return depth
@@ -148,39 +189,75 @@ def msg_field(msg: Any, name: str) -> Any:
     return getattr(msg, name) if hasattr(msg, name) else getattr(msg, name.upper())
 
 
+# Plausible pinhole intrinsics relative to the image size: a focal length from 0.05 w (a 170 deg
+# field of view, beyond which a pinhole model is meaningless) to 50 max(w, h) (about 1 deg); a
+# principal point within half an image outside the frame (cropped or shifted sensors stay inside).
+FOCAL_RANGE = (0.05, 50.0)
+CENTER_MARGIN = 0.5
+
+
+def check_intrinsics(intrinsics: Intrinsics, width: int, height: int, source: str = "camera_info") -> Intrinsics:
+    """Refuse implausible intrinsics for a `width` x `height` image (the bounds above).
+
+    Nothing is checked against a size of 0, i.e. unknown, besides fx, fy > 0 and finiteness.
+
+    Raises:
+        ConversionError: naming the first implausible value and its bounds.
+    """
+    fx, fy, cx, cy = (float(v) for v in intrinsics)
+    if not (np.all(np.isfinite([fx, fy, cx, cy])) and fx > 0 and fy > 0):
+        raise ConversionError(f"{source} has no valid focal length (fx {fx:g}, fy {fy:g}, cx {cx:g}, cy {cy:g})")
+    if width > 0 and height > 0:
+        low, high = FOCAL_RANGE[0] * width, FOCAL_RANGE[1] * max(width, height)
+        for name, value in (("fx", fx), ("fy", fy)):
+            if not low < value < high:
+                raise ConversionError(f"{source} {name} = {value:g} is implausible for a {width}x{height} image "
+                                      f"(expected {low:g} < {name} < {high:g})")
+        for name, value, size in (("cx", cx, width), ("cy", cy, height)):
+            if not -CENTER_MARGIN * size <= value <= (1 + CENTER_MARGIN) * size:
+                raise ConversionError(f"{source} {name} = {value:g} is implausible for a {width}x{height} image "
+                                      f"(expected {-CENTER_MARGIN * size:g} to {(1 + CENTER_MARGIN) * size:g})")
+    return fx, fy, cx, cy
+
+
 def camera_info_intrinsics(msg: Any) -> Intrinsics:
     """(fx, fy, cx, cy) from P (as image_geometry does), falling back to K when P is unset.
 
+    The chosen matrix must be plausible for the camera_info's width x height (`check_intrinsics`).
+
     Raises:
-        ConversionError: neither P nor K has a positive, finite focal length and a finite centre.
+        ConversionError: neither P nor K has a positive, finite focal length and a finite centre,
+            or the chosen one is implausible for the image size (the message names the value).
     """
     p = np.asarray(msg_field(msg, "p"), dtype=np.float64).reshape(-1)
     k = np.asarray(msg_field(msg, "k"), dtype=np.float64).reshape(-1)
     candidates = []
     if p.size == 12:
-        candidates.append((p[0], p[5], p[2], p[6]))
+        candidates.append(("P", (p[0], p[5], p[2], p[6])))
     if k.size == 9:
-        candidates.append((k[0], k[4], k[2], k[5]))
-    for fx, fy, cx, cy in candidates:
+        candidates.append(("K", (k[0], k[4], k[2], k[5])))
+    for name, (fx, fy, cx, cy) in candidates:
         if np.all(np.isfinite([fx, fy, cx, cy])) and fx > 0 and fy > 0:
-            return float(fx), float(fy), float(cx), float(cy)
+            return check_intrinsics((fx, fy, cx, cy), int(msg.width), int(msg.height), f"camera_info {name}")
     raise ConversionError("camera_info has no valid focal length (P and K have zero, negative or NaN fx/fy)")
 
 
 def camera_info_k(msg: Any) -> Intrinsics:
-    """(fx, fy, cx, cy) from K only (the camera matrix of the raw image, before rectification).
+    """Return (fx, fy, cx, cy) from K only (the camera matrix of the raw image, before rectification).
+
+    The values are checked with `check_intrinsics` against the camera_info's size.
 
     Raises:
-        ConversionError: K has no positive, finite focal length.
+        ConversionError: K has no positive, finite focal length, or an implausible value.
     """
     k = np.asarray(msg_field(msg, "k"), dtype=np.float64).reshape(-1)
     if k.size == 9 and np.all(np.isfinite(k[[0, 4, 2, 5]])) and k[0] > 0 and k[4] > 0:
-        return float(k[0]), float(k[4]), float(k[2]), float(k[5])
+        return check_intrinsics((k[0], k[4], k[2], k[5]), int(msg.width), int(msg.height), "camera_info K")
     raise ConversionError("camera_info has no valid focal length in K")
 
 
 def check_camera_info_size(msg: Any, width: int, height: int) -> None:
-    """A CameraInfo whose size is set must match the image it describes."""
+    """Check that a CameraInfo whose size is set matches the image it describes."""
     info_w, info_h = int(msg.width), int(msg.height)
     if (info_w or info_h) and (info_w, info_h) != (width, height):
         raise ConversionError(f"camera_info is {info_w}x{info_h} but the image is {width}x{height}")

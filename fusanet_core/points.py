@@ -63,13 +63,13 @@ class PointBatch:
 
     def xyz(self, intrinsics: Tensor) -> Tensor:
         """Back-project to camera coordinates (B, N, 3); intrinsics (B, 4) = fx, fy, cx, cy."""
-        fx, fy, cx, cy = (intrinsics[:, i : i + 1] for i in range(4))
+        fx, fy, cx, cy = (intrinsics[:, i:i + 1] for i in range(4))
         x = (self.uv[..., 0] - cx) * self.depth / fx
         y = (self.uv[..., 1] - cy) * self.depth / fy
         return torch.stack([x, y, self.depth], dim=-1)
 
     def scaled(self, sx: float, sy: float) -> PointBatch:
-        """The same points after resizing the image by (sx, sy) (pixel-centre convention)."""
+        """Return the same points after resizing the image by (sx, sy) (pixel-centre convention)."""
         uv = torch.stack([scale_pixel(self.uv[..., 0], sx), scale_pixel(self.uv[..., 1], sy)], -1)
         return PointBatch(uv, self.depth, self.weight)
 

@@ -7,6 +7,11 @@ AMP scaler, epoch and step counters, the position inside the epoch, RNG states) 
 `train.checkpoint_every_steps` steps, atomically, so a run killed at any time continues with
 `--resume` exactly as if it had not stopped.
 
+metrics.jsonl holds each step once: a resume first drops the records the lost part of the run wrote
+after its checkpoint (the resumed run writes them again, identically), and the running sums behind
+an epoch's `train_*` means are part of the checkpoint, so a resumed epoch's means cover the whole
+epoch. `train_s` and `sec_per_step` are wall time of the process that finished the epoch only.
+
 Multi-GPU / multi-process: start with `torchrun --nproc_per_node N -m fusanet_core.cli train ...`
 (gloo on CPU, nccl on CUDA); `train.batch_size` is the global batch, split over the processes;
 only rank 0 validates and writes files.
@@ -15,29 +20,29 @@ only rank 0 validates and writes files.
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict, dataclass, field
 import json
 import logging
 import math
 import os
+from pathlib import Path
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
+import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader
 
 from .checkpoint import load_weights, read_checkpoint, save_checkpoint
-from .config import Config, TrainConfig, load_config
-from .datasets import ConcatDataset, EpochSampler, RGBDDataset, build_dataset, collate
-from .metrics import MetricAccumulator, format_table
+from .config import Config, load_config, TrainConfig
+from .datasets import build_dataset, collate, ConcatDataset, EpochSampler, RGBDDataset
+from .metrics import format_table, MetricAccumulator
 from .model import build_model
-from .task import DepthTask, batch_to
+from .task import batch_to, DepthTask
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +52,13 @@ class TrainingError(RuntimeError):
 
 
 def lr_at(epoch: int, cfg: TrainConfig | Config) -> float:
-    """Learning rate of a 1-based epoch: `lr` until `lr_decay_start - 1`, then multiplied by
-    `lr_decay` at epoch `lr_decay_start` and again every `lr_decay_every` epochs (paper: 7e-4,
-    x0.95 every 5 epochs from epoch 10). Optionally the last `lr_cooldown_epochs` epochs scale
-    that by a half-cosine towards 0 (not in the paper: short CPU runs end too noisy without it)."""
+    """Return the learning rate of a 1-based epoch.
+
+    That is `lr` until `lr_decay_start - 1`, then multiplied by `lr_decay` at epoch
+    `lr_decay_start` and again every `lr_decay_every` epochs (paper: 7e-4, x0.95 every 5 epochs
+    from epoch 10). Optionally the last `lr_cooldown_epochs` epochs scale that by a half-cosine
+    towards 0 (not in the paper: short CPU runs end too noisy without it).
+    """
     train = cfg.train if isinstance(cfg, Config) else cfg
     if epoch < 1:
         raise ValueError(f"epoch is 1-based, got {epoch}")
@@ -74,6 +82,8 @@ class TrainState:
     skipped_steps: int = 0  # all non-finite steps so far
     best_rmse: float = math.inf
     best_epoch: int = 0
+    epoch_sums: dict[str, float] = field(default_factory=dict)  # loss parts summed over the epoch's finite steps
+    epoch_count: int = 0  # finite steps in those sums
 
 
 @dataclass
@@ -102,7 +112,7 @@ def init_distributed(device: torch.device) -> DistInfo:
 
 
 def rng_state() -> dict[str, Any]:
-    """torch / numpy / python global RNG states as plain data (weights_only-loadable)."""
+    """Return the torch / numpy / python global RNG states as plain data (weights_only-loadable)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss = random.getstate()
     state = {
@@ -119,7 +129,8 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     npy = state["numpy"]
-    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached"]))
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached"]))
     py = state["python"]
     random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
@@ -133,7 +144,7 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """"auto" -> this process's GPU when there is one, else the CPU."""
+    """Pick the training device: "auto" -> this process's GPU when there is one, else the CPU."""
     if name == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -153,7 +164,8 @@ class Trainer:
         force: start afresh even when `out_dir` already holds a `last.pt`.
     """
 
-    def __init__(self, cfg: Config, base_dir: str | Path | None = None, resume: str | Path | None = None, force: bool = False):
+    def __init__(self, cfg: Config, base_dir: str | Path | None = None, resume: str | Path | None = None,
+                 force: bool = False):
         self.cfg = cfg
         self.out_dir = Path(cfg.train.out_dir)
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -167,7 +179,8 @@ class Trainer:
             # processes share the cores: more threads than cores each only thrash
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.dist.world_size))
         if resume is None and not force and (self.out_dir / "last.pt").exists():
-            raise ValueError(f"{self.out_dir} already holds last.pt: pass --resume to continue it or --force to start over")
+            raise ValueError(f"{self.out_dir} already holds last.pt: pass --resume to continue it or --force to "
+                             "start over")
         seed_everything(cfg.train.seed)
         self.task = DepthTask(cfg)
         self.model = build_model(cfg, self.device)
@@ -175,7 +188,8 @@ class Trainer:
         self.amp = bool(cfg.train.amp) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.state = TrainState()
-        self.train_set = ConcatDataset([build_dataset(s, cfg, True, base_dir) for s in self._entries(cfg.data.train, "train")])
+        self.train_set = ConcatDataset([build_dataset(s, cfg, True, base_dir)
+                                        for s in self._entries(cfg.data.train, "train")])
         self.val_sets = [self._val_dataset(s, base_dir) for s in cfg.data.val]
         if resume is not None:
             self._load(resume)
@@ -212,7 +226,8 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is optional; metrics.jsonl always exists
             return None
-        return SummaryWriter(str(self.out_dir / "tb"))
+        # A resumed run purges the events the lost part wrote after the checkpoint (as metrics.jsonl).
+        return SummaryWriter(str(self.out_dir / "tb"), purge_step=self.state.step + 1 if self.state.step else None)
 
     def steps_per_epoch(self) -> int:
         per_rank = len(EpochSampler(len(self.train_set), 0, True, self.dist.rank, self.dist.world_size))
@@ -245,9 +260,36 @@ class Trainer:
             self.scaler.load_state_dict(payload["scaler"])
         self.state = TrainState(**payload["trainer"])
         set_rng_state(payload["rng"])
-        log.info("resumed %s at epoch %d, step %d (%d done in this epoch)", path, self.state.epoch, self.state.step, self.state.step_in_epoch)
+        self._trim_metrics_log()
+        log.info("resumed %s at epoch %d, step %d (%d done in this epoch)", path, self.state.epoch, self.state.step,
+                 self.state.step_in_epoch)
 
     # ------------------------------------------------------------------ logging
+
+    def _trim_metrics_log(self) -> None:
+        """Drop the metrics.jsonl records of the part of the run after the resumed checkpoint.
+
+        A half-written last line is dropped too: the resumed run repeats those steps and logs them again.
+        """
+        path = self.out_dir / "metrics.jsonl"
+        if not self.dist.main or not path.is_file():
+            return
+        kept, dropped = [], 0
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+                keep = (record["epoch"] < self.state.epoch if record.get("event") == "epoch"
+                        else record["step"] <= self.state.step)
+            except (ValueError, KeyError, TypeError):
+                keep = False
+            kept += [line] if keep else []
+            dropped += 0 if keep else 1
+        if dropped:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("".join(f"{line}\n" for line in kept))
+            os.replace(tmp, path)
+            log.info("metrics.jsonl: %d records after step %d dropped (they are logged again)", dropped,
+                     self.state.step)
 
     def _log_json(self, record: dict[str, Any]) -> None:
         if not self.dist.main:
@@ -309,35 +351,39 @@ class Trainer:
         if self._reached_max_steps():
             return False
         bar = _progress(total, self.state.step_in_epoch, f"epoch {epoch}/{self.cfg.train.epochs}", self.dist.main)
-        sums: dict[str, float] = {}
-        count, started = 0, time.monotonic()
+        sums = self.state.epoch_sums  # whole-epoch sums: they travel in the checkpoint
+        done_here, started = 0, time.monotonic()
         for batch in self._loader(epoch):
             if self.state.step_in_epoch >= total:
                 break
             parts = self._step(batch, epoch)
             self.state.step += 1
             self.state.step_in_epoch += 1
+            done_here += 1
             if parts is not None:
                 for key, value in parts.items():
                     sums[key] = sums.get(key, 0.0) + value
-                count += 1
+                self.state.epoch_count += 1
                 bar.set_postfix(loss=f"{parts['loss']:.4f}")
             bar.update(1)
+            count = self.state.epoch_count
             if count and self.state.step % max(self.cfg.train.log_every, 1) == 0:
+                # Means over the epoch so far (resumed part included); time over this process's steps.
                 record = {"event": "train", "epoch": epoch, "step": self.state.step, "lr": lr,
-                          **{k: v / count for k, v in sums.items()}, "sec_per_step": (time.monotonic() - started) / count}
+                          **{k: v / count for k, v in sums.items()},
+                          "sec_per_step": (time.monotonic() - started) / done_here}
                 self._log_json(record)
+                self.task.check_health(record)  # warns when the saliency map has gone flat
                 if bar.disable and self.dist.main:  # no progress bar (not a terminal): a heartbeat line
                     log.info("epoch %d step %d/%d: loss %.4f, %.2f s/step", epoch, self.state.step_in_epoch, total,
                              record["loss"], record["sec_per_step"])
             self._maybe_save()
             if self._reached_max_steps():
                 bar.close()
+                self._epoch_seconds = round(time.monotonic() - started, 2)
                 return self.state.step_in_epoch >= total
         bar.close()
-        if count:
-            self._epoch_means = {k: v / count for k, v in sums.items()}
-            self._epoch_seconds = round(time.monotonic() - started, 2)  # the part of the epoch this run did
+        self._epoch_seconds = round(time.monotonic() - started, 2)  # the part of the epoch this process did
         return True
 
     def _step(self, batch: dict[str, Any], epoch: int) -> dict[str, float] | None:
@@ -382,7 +428,8 @@ class Trainer:
     def _bad_step(self, what: str) -> None:
         self.state.bad_steps += 1
         self.state.skipped_steps += 1
-        log.warning("step %d: non-finite %s, step skipped (%d in a row)", self.state.step + 1, what, self.state.bad_steps)
+        log.warning("step %d: non-finite %s, step skipped (%d in a row)", self.state.step + 1, what,
+                    self.state.bad_steps)
         if self.state.bad_steps >= self.cfg.train.max_bad_steps:
             self.save("last.pt")
             raise TrainingError(
@@ -401,8 +448,10 @@ class Trainer:
 
     def _end_epoch(self, epoch: int) -> None:
         """Validate, keep best.pt, then move the state to the next epoch and write last.pt."""
-        record: dict[str, Any] = {"event": "epoch", "epoch": epoch, "step": self.state.step, "lr": lr_at(epoch, self.cfg),
-                                  **{f"train_{k}": v for k, v in getattr(self, "_epoch_means", {}).items()},
+        record: dict[str, Any] = {"event": "epoch", "epoch": epoch, "step": self.state.step,
+                                  "lr": lr_at(epoch, self.cfg),
+                                  **{f"train_{k}": v / self.state.epoch_count
+                                     for k, v in self.state.epoch_sums.items()},
                                   "train_s": getattr(self, "_epoch_seconds", 0.0)}
         improved = False
         if self.val_sets and (epoch % max(self.cfg.train.val_every, 1) == 0 or epoch == self.cfg.train.epochs):
@@ -418,18 +467,21 @@ class Trainer:
         self._log_json(record)
         log.info("epoch %d done: %s", epoch, _summary_line(record))
         self.state.epoch, self.state.step_in_epoch = epoch + 1, 0
+        self.state.epoch_sums, self.state.epoch_count = {}, 0
         if improved:
             self.save("best.pt")
         self.save("last.pt")
         self._last_save = time.monotonic()
-        self._epoch_means, self._epoch_seconds = {}, 0.0
+        self._epoch_seconds = 0.0
 
     # ------------------------------------------------------------------ validation
 
     @torch.no_grad()
     def validate(self) -> dict[str, dict[str, float]]:
-        """Metrics per validation set and over all of them ("all"), RGB-only inference at the
-        training resolution, caps data.min_depth..data.max_depth, no crop."""
+        """Compute the metrics per validation set and over all of them ("all").
+
+        RGB-only inference at the training resolution, caps data.min_depth..data.max_depth, no crop.
+        """
         was_training = self.model.training
         self.model.eval()
         caps = {"min_depth": self.cfg.data.min_depth, "max_depth": self.cfg.data.max_depth}
@@ -503,8 +555,9 @@ def evaluate(
     kind: str | None = None,
     input_size: tuple[int, int] | None = None,
 ) -> dict[str, float]:
-    """Metrics of a checkpoint on a data set at the ground truth's full resolution (the
-    Predictor resizes to the network's input size and back), RGB only, no median scaling.
+    """Compute the metrics of a checkpoint on a data set at the ground truth's full resolution.
+
+    The Predictor resizes to the network's input size and back; RGB only, no median scaling.
 
     Args:
         checkpoint: checkpoint file.
@@ -556,16 +609,20 @@ def add_cli_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--crop", choices=["eigen_nyu", "garg", "eigen_kitti"], help="evaluation crop (default none)")
     p.add_argument("--max-depth", type=float, help="depth cap in metres (default: the checkpoint's data.max_depth)")
-    p.add_argument("--kind", choices=["nyu", "kitti"], help="units of a list file (default: the checkpoint's data.kind)")
+    p.add_argument("--kind", choices=["nyu", "kitti"],
+                   help="units of a list file (default: the checkpoint's data.kind)")
     p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="network input size")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.set_defaults(run=run_eval)
 
-    p = sub.add_parser("export", help="ONNX export of the RGB-only inference path, checked with onnxruntime")
-    p.add_argument("--checkpoint", required=True, help="checkpoint file")
+    p = sub.add_parser("export", help="ONNX export of the inference graph (RGB + optional known points), "
+                                      "checked with onnxruntime")
+    p.add_argument("--checkpoint", help="checkpoint file (default: the bundled one)")
     p.add_argument("--out", required=True, help="output .onnx file")
     p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="input size (default: the checkpoint's)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--max-points", type=int, default=512,
+                   help="rows of the graph's points input (u, v, depth + validity mask; default 512, 0 = RGB only)")
     p.set_defaults(run=run_export)
 
 
@@ -598,14 +655,18 @@ def run_train(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as err:
         raise _unwrap_worker_error(err) from None
     if trainer.dist.main:
-        best = f", best val rmse {summary['best_rmse']:.4f} (epoch {summary['best_epoch']})" if summary["best_epoch"] else ""
+        best = (f", best val rmse {summary['best_rmse']:.4f} (epoch {summary['best_epoch']})"
+                if summary["best_epoch"] else "")
         print(f"trained to step {summary['step']}{best}; checkpoints in {cfg.train.out_dir}")
     return 0
 
 
 def _unwrap_worker_error(err: Exception) -> Exception:
-    """A DataLoader worker re-raises "Caught ValueError in DataLoader worker process 0" + a
-    traceback; the CLI's one line should be the original message (its last line)."""
+    """Return the original error of a DataLoader worker's re-raised one.
+
+    A DataLoader worker re-raises "Caught ValueError in DataLoader worker process 0" + a
+    traceback; the CLI's one line should be the original message (its last line).
+    """
     text = str(err)
     if not text.startswith("Caught "):
         return err
@@ -629,7 +690,9 @@ def run_export(args: argparse.Namespace) -> int:
     from .export import export_onnx
 
     input_size = tuple(args.input_size) if args.input_size else None
-    report = export_onnx(args.checkpoint, args.out, input_size, args.opset)
+    if args.max_points < 0:
+        raise ValueError(f"--max-points must be >= 0, got {args.max_points}")
+    report = export_onnx(args.checkpoint, args.out, input_size, args.opset, args.max_points)
     print(f"exported {report['path']} (input 1x3x{report['height']}x{report['width']}); onnxruntime vs PyTorch: "
           f"max |depth diff| {report['max_abs_diff']:.2e} m, max rel {report['max_rel_diff']:.2e}")
     return 0

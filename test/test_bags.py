@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 import re
 import sqlite3
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +15,8 @@ from fusanet_core.bags import bag_topics, open_bag, require_topics  # noqa: E402
 from fusanet_core.msg_arrays import stamp_ns  # noqa: E402
 
 SAMPLE_BAG = Path(__file__).resolve().parents[1] / "sample" / "tum_rgbd_bag"
-TOPICS = {"/camera/color/image_raw": ("sensor_msgs/msg/Image", 10), "/camera/color/camera_info": ("sensor_msgs/msg/CameraInfo", 10)}
+TOPICS = {"/camera/color/image_raw": ("sensor_msgs/msg/Image", 10),
+          "/camera/color/camera_info": ("sensor_msgs/msg/CameraInfo", 10)}
 
 
 def test_missing_and_damaged_bags_fail_with_one_line(tmp_path: Path) -> None:
@@ -29,9 +30,9 @@ def test_missing_and_damaged_bags_fail_with_one_line(tmp_path: Path) -> None:
 
 
 def _humble_bag(path: Path) -> Path:
-    """A ROS 2 bag as Humble records it: metadata version 5, no message definitions."""
+    """Write a ROS 2 bag as Humble records it: metadata version 5, no message definitions."""
     from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
+    from rosbags.typesys import get_typestore, Stores
 
     store = get_typestore(Stores.ROS2_HUMBLE)
     string = store.types["std_msgs/msg/String"]
@@ -39,7 +40,8 @@ def _humble_bag(path: Path) -> Path:
         conn = writer.add_connection("/chatter", string.__msgtype__, typestore=store)
         writer.write(conn, 1, store.serialize_cdr(string(data="hi"), string.__msgtype__))
     meta = path / "metadata.yaml"
-    meta.write_text(re.sub(r"\n *type_description_hash:\s*\S+", "", meta.read_text().replace("version: 8", "version: 5")))
+    meta.write_text(re.sub(r"\n *type_description_hash:\s*\S+", "",
+                           meta.read_text().replace("version: 8", "version: 5")))
     with sqlite3.connect(next(path.glob("*.db3"))) as db:
         db.execute("DROP TABLE message_definitions")
         db.execute("UPDATE schema SET schema_version = 3")
@@ -76,8 +78,8 @@ def test_missing_topic_error_lists_the_bag() -> None:
                                "(sensor_msgs/msg/CameraInfo, 10); /camera/color/image_raw (sensor_msgs/msg/Image, 10)")
     with pytest.raises(ValueError, match=r"topics '/a', '/b' are not in the bag; it has: /camera"):
         require_topics(TOPICS, ["/a", "/camera/color/image_raw", "/b"])
-    with pytest.raises(ValueError, match=r"image topic '/camera/color/camera_info' has type sensor_msgs/msg/CameraInfo, "
-                                         r"expected sensor_msgs/msg/Image; the bag has: "):
+    with pytest.raises(ValueError, match=r"image topic '/camera/color/camera_info' has type "
+                                         r"sensor_msgs/msg/CameraInfo, expected sensor_msgs/msg/Image; the bag has: "):
         require_topics(TOPICS, "/camera/color/camera_info", ("sensor_msgs/msg/Image",), "image")
     with pytest.raises(ValueError, match="it has: no topics"):
         require_topics({}, "/a")
@@ -98,7 +100,7 @@ def test_bag_and_message_readers_need_no_ros_and_no_torch() -> None:
 
 
 def test_readers_work_on_rosbags_messages_with_any_encoding_case() -> None:
-    from rosbags.typesys import Stores, get_typestore
+    from rosbags.typesys import get_typestore, Stores
 
     from fusanet_core import msg_arrays
 
@@ -107,7 +109,8 @@ def test_readers_work_on_rosbags_messages_with_any_encoding_case() -> None:
     msg = image(header=None, height=2, width=3, encoding="BGR8", is_bigendian=0, step=9, data=bgr.reshape(-1))
     np.testing.assert_array_equal(msg_arrays.image_to_rgb(msg), bgr[:, :, ::-1])
     mm = np.array([[0, 1500]], np.uint16)
-    depth = image(header=None, height=1, width=2, encoding="16uc1", is_bigendian=0, step=4, data=mm.view(np.uint8).reshape(-1))
+    depth = image(header=None, height=1, width=2, encoding="16uc1", is_bigendian=0, step=4,
+                  data=mm.view(np.uint8).reshape(-1))
     np.testing.assert_allclose(msg_arrays.image_to_depth(depth, 0.002), [[np.nan, 3.0]])
     with pytest.raises(msg_arrays.ConversionError, match="not a colour encoding"):
         msg_arrays.image_to_rgb(depth)
@@ -120,3 +123,85 @@ def test_error_reason_is_one_bounded_line():
     assert error_reason(KeyError()) == "KeyError"
     assert error_reason(OSError("x" * 500), limit=10) == "x" * 10
     assert error_reason(OSError("x" * 500)) == "x" * 500  # CLIs keep the whole line
+
+
+# ------------------------------------------------------------------ msg_arrays input bounds
+def _msg(**fields):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**fields)
+
+
+def test_raw_images_above_the_pixel_limit_are_refused_before_the_data_is_read() -> None:
+    from fusanet_core import msg_arrays
+
+    class Untouchable:
+        def __buffer__(self, flags):  # np.frombuffer would call this: the check must come first
+            raise AssertionError("data was read")
+
+    msg = _msg(encoding="rgb8", height=12000, width=12000, step=36000, is_bigendian=0, data=Untouchable())
+    with pytest.raises(msg_arrays.ConversionError,
+                       match=r"image 12000x12000 \(144\.0 MP\) exceeds max_input_pixels 16777216"):
+        msg_arrays.image_to_rgb(msg, max_pixels=msg_arrays.DEFAULT_MAX_INPUT_PIXELS)
+    small = _msg(encoding="mono8", height=2, width=2, step=2, is_bigendian=0, data=bytes(4))
+    assert msg_arrays.image_to_rgb(small, max_pixels=4).shape == (2, 2, 3)
+    with pytest.raises(msg_arrays.ConversionError, match="2x2 .* exceeds max_input_pixels 3"):
+        msg_arrays.image_to_rgb(small, max_pixels=3)
+
+
+def test_compressed_images_are_checked_by_header_size_and_completeness(capfd) -> None:
+    import resource
+    import struct
+    import zlib
+
+    from fusanet_core import msg_arrays
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = zlib.compress(b"\0" * 12001 * 12000)  # 12000 x 12000 grey, all zero: 0.4 MB compressed
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 12000, 12000, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(msg_arrays.ConversionError,
+                       match=r"12000x12000 \(144\.0 MP\) exceeds max_input_pixels 16777216"):
+        msg_arrays.compressed_to_rgb(_msg(format="png", data=bomb), max_pixels=msg_arrays.DEFAULT_MAX_INPUT_PIXELS)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # kB: never decoded (432 MB as RGB)
+
+    jpeg = (Path(__file__).resolve().parents[1] / "sample" / "tum_rgbd" / "00.color.jpg").read_bytes()
+    full = msg_arrays.compressed_to_rgb(_msg(format="jpeg", data=np.frombuffer(jpeg, np.uint8)))
+    import cv2
+
+    np.testing.assert_array_equal(full, cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR),
+                                                     cv2.COLOR_BGR2RGB))  # same pixels as OpenCV gave
+    with pytest.raises(msg_arrays.ConversionError, match="truncated JPEG"):
+        msg_arrays.compressed_to_rgb(_msg(format="jpeg", data=jpeg[:42673]))
+    png = (Path(__file__).resolve().parents[1] / "sample" / "tum_rgbd" / "00.depth.png").read_bytes()
+    with pytest.raises(msg_arrays.ConversionError, match="truncated PNG"):
+        msg_arrays.compressed_to_depth(_msg(format="png", data=png[:-100]))
+    assert capfd.readouterr().err == ""  # no libjpeg / libpng lines
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("cx", 1e12, r"camera_info P cx = 1e\+12 is implausible for a 640x480 image \(expected -320 to 960\)"),
+    ("cy", -300.0, r"cy = -300 is implausible"),
+    ("fx", 10.0, r"fx = 10 is implausible for a 640x480 image \(expected 32 < fx < 32000\)"),
+    ("fy", 1e6, r"fy = 1e\+06 is implausible"),
+])
+def test_camera_info_intrinsics_must_be_plausible_for_the_image_size(field, value, match) -> None:
+    from fusanet_core import msg_arrays
+
+    k = {"fx": 525.0, "fy": 525.0, "cx": 319.5, "cy": 239.5}
+    assert msg_arrays.camera_info_intrinsics(_info(k)) == (525.0, 525.0, 319.5, 239.5)
+    with pytest.raises(msg_arrays.ConversionError, match=match):
+        msg_arrays.camera_info_intrinsics(_info({**k, field: value}))
+    with pytest.raises(msg_arrays.ConversionError, match=match.replace("P", "K")):
+        msg_arrays.camera_info_k(_info({**k, field: value}))
+    # Unknown size (0 x 0): only the focal length sign and finiteness can be checked.
+    assert msg_arrays.camera_info_intrinsics(_info({**k, field: abs(value)}, 0, 0))[0] > 0
+
+
+def _info(k: dict, width: int = 640, height: int = 480):
+    fx, fy, cx, cy = k["fx"], k["fy"], k["cx"], k["cy"]
+    return _msg(width=width, height=height, k=[fx, 0, cx, 0, fy, cy, 0, 0, 1],
+                p=[fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0])

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import pytest
@@ -19,13 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample" / "tum_rgbd"
 
 
-
 def write_config(folder: Path, train: list[str] | None = None, **extra) -> Path:
     """Tiny-preset config; data paths relative to the config's folder (as users write them)."""
     cfg = {
         "preset": "tiny",
         "inference": {"input_size": [48, 64]},
-        "data": {"train": train or ["set/manifest.csv", "set"], "val": ["set/manifest.csv[0:2]"], "image_size": [48, 64]},
+        "data": {"train": train or ["set/manifest.csv", "set"], "val": ["set/manifest.csv[0:2]"],
+                 "image_size": [48, 64]},
         "train": {"epochs": 1, "batch_size": 2, "max_steps": 2, "out_dir": str(folder / "run"), "threads": 1},
         **extra,
     }
@@ -64,7 +64,8 @@ def test_train_resume_eval_predict_export(workdir, capsys):
     metrics = json.loads((workdir / "m.json").read_text())
     assert metrics["n_images"] == 2 and metrics["rmse"] > 0
 
-    assert main(["predict", str(workdir / "set" / "00.color.jpg"), "--checkpoint", str(last), "--out", "pred", "--device", "cpu"]) == 0
+    assert main(["predict", str(workdir / "set" / "00.color.jpg"), "--checkpoint", str(last), "--out", "pred",
+                 "--device", "cpu"]) == 0
     depth = cv2.imread(str(workdir / "pred" / "00.color_depth.png"), cv2.IMREAD_UNCHANGED)
     assert depth.shape == (480, 640) and depth.dtype.name == "uint16"
 

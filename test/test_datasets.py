@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
+import shutil
 
 import cv2
 import numpy as np
@@ -13,13 +13,13 @@ import torch
 from fusanet_core.config import config_from_dict
 from fusanet_core.datasets import (
     AugmentParams,
-    ConcatDataset,
-    EpochSampler,
-    RGBDDataset,
     build_dataset,
     build_source,
     collate,
+    ConcatDataset,
+    EpochSampler,
     parse_spec,
+    RGBDDataset,
 )
 from fusanet_core.datasets import transforms as T
 from fusanet_core.datasets.base import resolve_path
@@ -157,6 +157,22 @@ def test_corrupt_image_is_named(tmp_path):
         ManifestSource(folder).load(2)
 
 
+@pytest.mark.parametrize("damage", ["truncated_jpeg", "truncated_depth_png"])
+def test_truncated_images_are_refused_not_half_decoded(tmp_path, damage, capfd):
+    """Refuse a training pair with a cut image, silently except for the error.
+
+    cv2.imread decodes a cut JPEG into a half-grey picture (and libjpeg warns on stderr): a
+    training pair must be refused instead, silently except for the error.
+    """
+    folder = _copy_sample(tmp_path)
+    name = "01.color.jpg" if damage == "truncated_jpeg" else "01.depth.png"
+    data = (folder / name).read_bytes()
+    (folder / name).write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match=rf"{name}: truncated (JPEG|PNG)"):
+        ManifestSource(folder).load(1)
+    assert capfd.readouterr().err == ""
+
+
 # ------------------------------------------------------------------------- list files
 
 
@@ -204,8 +220,8 @@ def test_list_file_missing_image_is_named(tmp_path):
 
 
 def _write_bag(path: Path, ros1: bool, depth_info_k: list[float] | None = None) -> None:
-    """A small bag from the sample frames: colour (rgb8), depth (16UC1 mm), colour CameraInfo."""
-    from rosbags.typesys import Stores, get_typestore
+    """Write a small bag from the sample frames: colour (rgb8), depth (16UC1 mm), colour CameraInfo."""
+    from rosbags.typesys import get_typestore, Stores
 
     store = get_typestore(Stores.ROS1_NOETIC if ros1 else Stores.ROS2_HUMBLE)
     Image, Info = store.types["sensor_msgs/msg/Image"], store.types["sensor_msgs/msg/CameraInfo"]
@@ -256,7 +272,8 @@ def _write_bag(path: Path, ros1: bool, depth_info_k: list[float] | None = None) 
             rgb = cv2.cvtColor(cv2.imread(str(SAMPLE / f"{i:02d}.color.jpg")), cv2.COLOR_BGR2RGB)
             depth_mm = np.round(sample_metres(i) * 1000).astype(np.uint16)
             writer.write(conns["rgb"], ns, ser(image(ns, rgb, "rgb8"), Image.__msgtype__))
-            writer.write(conns["depth"], ns + 5_000_000, ser(image(ns + 4_000_000, depth_mm, "16UC1"), Image.__msgtype__))
+            writer.write(conns["depth"], ns + 5_000_000,
+                         ser(image(ns + 4_000_000, depth_mm, "16UC1"), Image.__msgtype__))
 
 
 @pytest.mark.parametrize("ros1", [False, True], ids=["ros2_sqlite3", "ros1"])
@@ -297,12 +314,12 @@ def test_real_realsense_bag(shared_data):
 
 
 def _marker_frame(k: np.ndarray, uv: tuple[int, int], z: float = 2.0) -> T.Frame:
-    """A plane at 4 m with a 3x3 marker at `uv` at depth z (and a white RGB dot there)."""
+    """Make a plane at 4 m with a 3x3 marker at `uv` at depth z (and a white RGB dot there)."""
     depth = np.full((60, 80), 4.0, np.float32)
     rgb = np.zeros((60, 80, 3), np.uint8)
     u, v = uv
-    depth[v - 1 : v + 2, u - 1 : u + 2] = z
-    rgb[v - 1 : v + 2, u - 1 : u + 2] = 255
+    depth[v - 1:v + 2, u - 1:u + 2] = z
+    rgb[v - 1:v + 2, u - 1:u + 2] = 255
     return T.Frame(rgb, depth, k.astype(np.float64))
 
 

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from fusanet_core.metrics import (
-    METRIC_NAMES,
-    MetricAccumulator,
-    NoValidPixelsError,
     compute_metrics,
     crop_box,
     crop_mask,
     format_table,
+    METRIC_NAMES,
+    MetricAccumulator,
+    NoValidPixelsError,
     timing_summary,
 )
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,12 +17,11 @@ from fusanet_core.checkpoint import load_model, read_checkpoint
 from fusanet_core.config import config_from_dict
 from fusanet_core.datasets import build_dataset, collate
 from fusanet_core.model import build_model
-from fusanet_core.task import DepthTask, batch_to
-from fusanet_core.trainer import Trainer, TrainingError, lr_at
+from fusanet_core.task import batch_to, DepthTask
+from fusanet_core.trainer import lr_at, Trainer, TrainingError
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample" / "tum_rgbd"
-
 
 
 def tiny_config(out_dir: Path, **train) -> dict:
@@ -66,7 +65,11 @@ def test_task_loss_has_both_passes_and_gradients():
     result = DepthTask(cfg)(model, batch, epoch=1)
     assert {"loss", "final", "pass1", "l_log", "l_sparse", "l_hessian"} <= set(result)
     assert torch.isfinite(result["loss"]) and result["loss"].requires_grad
-    assert result["loss"].item() == pytest.approx(result["final"].item() + 0.5 * result["pass1"].item(), rel=1e-5)
+    expected = result["final"].item() + cfg.loss.pass1_weight * result["pass1"].item()
+    if cfg.model.use_saliency and cfg.loss.saliency_weight > 0:  # the map's own training signal (docs/architecture.md)
+        assert result["l_saliency"].item() > 0
+        expected += cfg.loss.saliency_weight * result["l_saliency"].item()
+    assert result["loss"].item() == pytest.approx(expected, rel=1e-5)
     result["loss"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
@@ -98,6 +101,34 @@ def test_two_steps_write_checkpoints_and_resume_is_bitwise_exact(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines if line["event"] == "train"] == [1, 2]
     assert math.isfinite(lines[-1]["loss"])
+
+
+def test_resume_after_a_crash_logs_each_step_once_and_means_cover_the_whole_epoch(tmp_path):
+    """Resume after a crash: each step is logged once and the epoch means cover the whole epoch.
+
+    A run checkpoints at step 1, goes on to log step 2, dies; the resume from the step-1
+    checkpoint redoes step 2. metrics.jsonl must hold steps 1, 2, 3 once each, and the epoch's
+    train_loss must be the mean over all three steps, as in an uninterrupted run.
+    """
+    import shutil
+
+    straight_dir, crash_dir = tmp_path / "straight", tmp_path / "crash"
+    Trainer(config_from_dict(tiny_config(straight_dir))).fit()
+    Trainer(config_from_dict(tiny_config(crash_dir, max_steps=1))).fit()
+    shutil.copy(crash_dir / "last.pt", tmp_path / "step1.pt")  # the checkpoint the crash falls back to
+    Trainer(config_from_dict(tiny_config(crash_dir, max_steps=2)), resume=crash_dir / "last.pt").fit()  # the lost part
+    Trainer(config_from_dict(tiny_config(crash_dir)), resume=tmp_path / "step1.pt").fit()
+
+    def records(run: Path) -> list[dict]:
+        return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+    crashed, straight = records(crash_dir), records(straight_dir)
+    assert [r["step"] for r in crashed if r["event"] == "train"] == [1, 2, 3]
+    assert [r["epoch"] for r in crashed if r["event"] == "epoch"] == [1]
+    train_loss = [r["train_loss"] for r in crashed if r["event"] == "epoch"][0]
+    assert train_loss == pytest.approx([r["train_loss"] for r in straight if r["event"] == "epoch"][0], rel=1e-12)
+    assert [r["loss"] for r in crashed if r["event"] == "train"] == pytest.approx(
+        [r["loss"] for r in straight if r["event"] == "train"], rel=1e-12)  # running means over the epoch so far
 
 
 def test_epoch_end_validates_and_keeps_best(tmp_path):
@@ -138,7 +169,7 @@ def test_non_finite_losses_are_skipped_then_stop(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_ddp_two_processes_on_cpu(tmp_path):
-    """torchrun with 2 gloo processes: trains, only rank 0 writes."""
+    """Train under torchrun with 2 gloo processes: only rank 0 writes."""
     cfg = tiny_config(tmp_path / "run", epochs=2, batch_size=4, max_steps=2)
     cfg["train"]["threads"] = 0  # let the trainer split the cores between the processes
     config = tmp_path / "ddp.yaml"

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import Config
-from .base import ConcatDataset, EpochSampler, FrameSource, RGBDDataset, collate, parse_spec, resolve_path
+from .base import collate, ConcatDataset, EpochSampler, FrameSource, parse_spec, resolve_path, RGBDDataset
 from .transforms import AugmentParams, Frame
+from ..config import Config
 
 __all__ = [
     "AugmentParams",
@@ -34,7 +34,7 @@ BAG_SUFFIXES = (".bag", ".mcap", ".db3")
 
 
 def source_kind(path: Path, kind: str) -> str:
-    """"manifest", "list" or "bag" for a resolved path."""
+    """Tell the format of a resolved path: "manifest", "list" or "bag"."""
     if path.is_dir():
         if (path / "manifest.csv").is_file():
             return "manifest"
@@ -52,11 +52,12 @@ def source_kind(path: Path, kind: str) -> str:
         return "list"
     if kind in ("nyu", "kitti"):
         return "list"
-    raise ValueError(f"cannot tell the format of {path}: expected a manifest .csv, a list .txt or a bag ({', '.join(BAG_SUFFIXES)})")
+    raise ValueError(f"cannot tell the format of {path}: expected a manifest .csv, a list .txt or a bag "
+                     f"({', '.join(BAG_SUFFIXES)})")
 
 
 def build_source(spec: str, cfg: Config, base_dir: str | Path | None = None) -> FrameSource:
-    """The frame source an entry of data.train / data.val names."""
+    """Build the frame source an entry of data.train / data.val names."""
     raw_path, rows = parse_spec(spec)
     path = resolve_path(raw_path, base_dir)
     kind = source_kind(path, cfg.data.kind)
@@ -86,7 +87,7 @@ def build_source(spec: str, cfg: Config, base_dir: str | Path | None = None) -> 
 
 
 def build_dataset(spec: str, cfg: Config, train: bool, base_dir: str | Path | None = None) -> RGBDDataset:
-    """An `RGBDDataset` for one data entry with the config's size, augmentation and points."""
+    """Build an `RGBDDataset` for one data entry with the config's size, augmentation and points."""
     data = cfg.data
     augment = None
     if train and data.augment:

@@ -11,18 +11,18 @@ other Image topic, and the CameraInfo topic sharing the longest prefix with the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .base import range_label, select_rows
+from .transforms import default_intrinsics, Frame
 from .. import msg_arrays
 from ..bags import bag_topics, closest_topic, open_bag, require_topics
-from .base import range_label, select_rows
-from .transforms import Frame, default_intrinsics
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,9 @@ def _stamp(msg: Any, bag_ns: int) -> int:
 
 
 def decode_image(msg: Any, msgtype: str, depth: bool, depth_scale: float) -> np.ndarray:
-    """sensor_msgs Image / CompressedImage -> HxWx3 uint8 RGB, or HxW float32 metres with 0 invalid
-    (16-bit depth times `depth_scale`; 0 and 65535 are invalid, as in depth PNGs).
+    """Decode a sensor_msgs Image / CompressedImage -> HxWx3 uint8 RGB, or HxW float32 metres with 0 invalid.
+
+    16-bit depth is taken times `depth_scale`; 0 and 65535 are invalid, as in depth PNGs.
 
     Raises:
         ValueError: (msg_arrays.ConversionError) unsupported encoding or malformed message.
@@ -105,7 +106,8 @@ class BagSource:
 
     # ------------------------------------------------------------------ indexing
 
-    def _index(self, reader: Any, rgb_topic: str, depth_topic: str, info_topic: str, slop_s: float, assume_registered: bool) -> None:
+    def _index(self, reader: Any, rgb_topic: str, depth_topic: str, info_topic: str, slop_s: float,
+               assume_registered: bool) -> None:
         topics = bag_topics(reader)
         images = {c.topic: c for c in reader.connections if c.msgtype in IMAGE_TYPES}
         infos = {c.topic: c for c in reader.connections if c.msgtype == INFO_TYPE}
@@ -122,8 +124,9 @@ class BagSource:
             k_depth, _ = self._read_info(reader, infos[depth_info])
             if k_depth is not None and not np.allclose(k_depth, self.intrinsics, rtol=0.01):
                 raise ValueError(
-                    f"bag {self.path}: depth {self.depth_topic} has its own camera ({depth_info}, fx {k_depth[0]:.1f}) "
-                    f"unlike colour ({self.info_topic}, fx {self.intrinsics[0]:.1f}): depth is not registered to colour. "
+                    f"bag {self.path}: depth {self.depth_topic} has its own camera ({depth_info}, "
+                    f"fx {k_depth[0]:.1f}) unlike colour ({self.info_topic}, fx {self.intrinsics[0]:.1f}): "
+                    "depth is not registered to colour. "
                     "Record aligned depth (e.g. aligned_depth_to_color) or set data.bag_assume_registered: true"
                 )
         rgb = self._refs(reader, images[self.rgb_topic])
@@ -139,12 +142,14 @@ class BagSource:
         if not depth_topic:
             found = [t for t in images if "depth" in t.lower() and t != rgb_topic]
             if len(found) != 1:
-                raise ValueError(f"bag {self.path}: cannot tell the depth topic among {sorted(images)}; set data.bag_depth_topic")
+                raise ValueError(f"bag {self.path}: cannot tell the depth topic among {sorted(images)}; "
+                                 "set data.bag_depth_topic")
             depth_topic = found[0]
         if not rgb_topic:
             found = [t for t in images if t != depth_topic and "depth" not in t.lower()]
             if len(found) != 1:
-                raise ValueError(f"bag {self.path}: cannot tell the colour topic among {sorted(images)}; set data.bag_rgb_topic")
+                raise ValueError(f"bag {self.path}: cannot tell the colour topic among {sorted(images)}; "
+                                 "set data.bag_rgb_topic")
             rgb_topic = found[0]
         return rgb_topic, depth_topic
 
@@ -200,11 +205,13 @@ class BagSource:
         where = f"bag {self.path} pair {index} ({self.rgb_topic} @ {rgb_ref.stamp_ns} ns)"
         try:
             rgb = decode_image(self._message(self.rgb_topic, rgb_ref.bag_ns), self.rgb_type, False, self.depth_scale)
-            depth = decode_image(self._message(self.depth_topic, depth_ref.bag_ns), self.depth_type, True, self.depth_scale)
+            depth = decode_image(self._message(self.depth_topic, depth_ref.bag_ns), self.depth_type, True,
+                                 self.depth_scale)
         except msg_arrays.ConversionError as err:
             raise ValueError(f"{where}: {err}") from None
         if rgb.shape[:2] != depth.shape:
-            raise ValueError(f"{where}: colour is {rgb.shape[1]}x{rgb.shape[0]} but depth is {depth.shape[1]}x{depth.shape[0]}")
+            raise ValueError(f"{where}: colour is {rgb.shape[1]}x{rgb.shape[0]} but depth is "
+                             f"{depth.shape[1]}x{depth.shape[0]}")
         k = self.intrinsics
         if k is None:
             k = default_intrinsics(*depth.shape)

@@ -14,19 +14,19 @@ whichever worker process builds them, which is what makes resumed training bitwi
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 import logging
 import math
-import re
-from collections.abc import Iterator, Sequence
 from pathlib import Path
+import re
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from .transforms import augment_geometry, augment_photometric, AugmentParams, center_crop, Frame, random_crop, resize
 from ..points import PointBatch, sift_guiding_points
-from .transforms import AugmentParams, Frame, augment_geometry, augment_photometric, center_crop, random_crop, resize
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,10 @@ def parse_spec(spec: str) -> tuple[str, slice]:
 
 
 def resolve_path(path: str, base_dir: str | Path | None) -> Path:
-    """A relative path resolves against `base_dir` (the config file's folder) when it exists
-    there, else against the current directory."""
+    """Resolve a path: a relative one against `base_dir` (the config file's folder) when it exists there.
+
+    Otherwise a relative path resolves against the current directory.
+    """
     candidate = Path(path).expanduser()
     if candidate.is_absolute() or base_dir is None:
         return candidate
@@ -166,7 +168,7 @@ class RGBDDataset(Dataset):
         }
 
     def frame(self, index: int) -> Frame:
-        """The frame at native resolution (for evaluation at full size)."""
+        """Load the frame at native resolution (for evaluation at full size)."""
         return self.source.load(index)
 
     def _resized(self, index: int) -> Frame:
@@ -237,7 +239,7 @@ class EpochSampler(Sampler):
         order = (order * math.ceil(total / max(len(order), 1)))[:total]
         positions = range(self.rank, total, self.world_size)
         seeds = [int(np.random.SeedSequence([self.seed, self.epoch, p]).generate_state(1)[0]) for p in positions]
-        return list(zip([order[p] for p in positions], seeds))[self.start :]
+        return list(zip([order[p] for p in positions], seeds))[self.start:]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return iter(self.keys())

@@ -67,7 +67,8 @@ class ListFileSource:
             if not fields or fields[0].startswith("#"):
                 continue
             if len(fields) < 3:
-                raise ValueError(f"list file {self.path} line {number}: expected 'rgb depth focal', got {line.strip()!r}")
+                raise ValueError(f"list file {self.path} line {number}: expected 'rgb depth focal', "
+                                 f"got {line.strip()!r}")
             if fields[1] == "None":
                 skipped += 1
                 continue

@@ -8,15 +8,15 @@ then the model's default guess is used).
 from __future__ import annotations
 
 import csv
-import logging
 from dataclasses import dataclass
+import logging
 from pathlib import Path
 
 import numpy as np
 
-from ..image_io import read_depth, read_rgb
 from .base import range_label, select_rows
-from .transforms import Frame, default_intrinsics
+from .transforms import default_intrinsics, Frame
+from ..image_io import read_depth, read_rgb
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class ManifestRow:
 
 
 def find_manifest(path: str | Path) -> Path:
-    """A manifest file, or the `manifest.csv` inside a folder."""
+    """Find a manifest file: the path itself, or the `manifest.csv` inside a folder."""
     path = Path(path)
     if path.is_dir():
         path = path / "manifest.csv"
@@ -105,7 +105,8 @@ class ManifestSource:
         return len(self.rows)
 
     def load(self, index: int) -> Frame:
-        return load_pair(self.rows[index].rgb, self.rows[index].depth, self.rows[index].depth_to_m, self.rows[index].intrinsics)
+        row = self.rows[index]
+        return load_pair(row.rgb, row.depth, row.depth_to_m, row.intrinsics)
 
 
 def load_pair(rgb_path: Path, depth_path: Path, depth_to_m: float, intrinsics: np.ndarray | None) -> Frame:
@@ -114,7 +115,8 @@ def load_pair(rgb_path: Path, depth_path: Path, depth_to_m: float, intrinsics: n
     depth = read_depth(depth_path, depth_to_m)
     if rgb.shape[:2] != depth.shape:
         raise ValueError(
-            f"RGB {rgb_path} is {rgb.shape[1]}x{rgb.shape[0]} but depth {depth_path} is {depth.shape[1]}x{depth.shape[0]}"
+            f"RGB {rgb_path} is {rgb.shape[1]}x{rgb.shape[0]} but depth {depth_path} is "
+            f"{depth.shape[1]}x{depth.shape[0]}"
         )
     k = default_intrinsics(*depth.shape) if intrinsics is None else np.asarray(intrinsics, np.float64)
     return Frame(rgb, depth, k)

@@ -1,5 +1,6 @@
-"""Geometric and photometric transforms of an RGB-D frame that keep depth, validity and the
-camera intrinsics consistent.
+"""Geometric and photometric transforms of an RGB-D frame.
+
+They keep depth, validity and the camera intrinsics consistent.
 
 Conventions: images are numpy arrays (RGB HxWx3 uint8, depth HxW float32 metres with 0 =
 invalid); intrinsics are (fx, fy, cx, cy) in pixels with the pixel-centre convention (pixel
@@ -40,8 +41,11 @@ class Frame:
 
 @dataclass
 class AugmentParams:
-    """Augmentation strengths (paper section 4.2: rotation +-5 deg, flip, window dropping,
-    colour jitter; the exact strengths of the last two are not published)."""
+    """Augmentation strengths.
+
+    Paper section 4.2: rotation +-5 deg, flip, window dropping, colour jitter; the exact strengths
+    of the last two are not published.
+    """
 
     rotation_deg: float = 5.0
     flip_prob: float = 0.5
@@ -52,8 +56,10 @@ class AugmentParams:
 
 
 def default_intrinsics(height: int, width: int) -> np.ndarray:
-    """Intrinsics for an unknown camera, the same guess as the model's (fx = fy = width,
-    principal point at the centre)."""
+    """Return intrinsics for an unknown camera, the same guess as the model's.
+
+    That is fx = fy = width, principal point at the centre.
+    """
     return np.array([width, width, (width - 1) / 2, (height - 1) / 2], np.float64)
 
 
@@ -80,8 +86,8 @@ def crop(frame: Frame, top: int, left: int, size: tuple[int, int]) -> Frame:
         raise ValueError(f"crop {size} at ({top}, {left}) does not fit a {fh}x{fw} frame")
     fx, fy, cx, cy = frame.intrinsics
     return Frame(
-        frame.rgb[top : top + h, left : left + w].copy(),
-        frame.depth[top : top + h, left : left + w].copy(),
+        frame.rgb[top:top + h, left:left + w].copy(),
+        frame.depth[top:top + h, left:left + w].copy(),
         np.array([fx, fy, cx - left, cy - top], np.float64),
     )
 
@@ -110,23 +116,29 @@ def hflip(frame: Frame) -> Frame:
 
 
 def rotation_matrix(intrinsics: np.ndarray, angle_deg: float) -> np.ndarray:
-    """2x3 affine map of pixels for an in-plane rotation about the principal point (OpenCV
-    convention: positive = counter-clockwise on screen)."""
+    """Return the 2x3 affine map of pixels for an in-plane rotation about the principal point.
+
+    OpenCV convention: positive = counter-clockwise on screen.
+    """
     cx, cy = float(intrinsics[2]), float(intrinsics[3])
     return cv2.getRotationMatrix2D((cx, cy), float(angle_deg), 1.0)
 
 
 def rotate(frame: Frame, angle_deg: float) -> Frame:
-    """Rotate the image about the principal point. This is a roll of the camera about its
-    optical axis, so depth values (Z) are unchanged and the intrinsics stay the same (exactly
-    for fx = fy; to within (fx - fy) / fx otherwise). Depth outside the source becomes invalid."""
+    """Rotate the image about the principal point.
+
+    This is a roll of the camera about its optical axis, so depth values (Z) are unchanged and the
+    intrinsics stay the same (exactly for fx = fy; to within (fx - fy) / fx otherwise). Depth
+    outside the source becomes invalid.
+    """
     if angle_deg == 0:
         return frame
     h, w = frame.size
     m = rotation_matrix(frame.intrinsics, angle_deg)
     # Reflected borders keep the RGB free of artificial black wedges; their depth is unknown.
     rgb = cv2.warpAffine(frame.rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-    depth = cv2.warpAffine(frame.depth, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    depth = cv2.warpAffine(frame.depth, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                           borderValue=0)
     return Frame(rgb, depth, frame.intrinsics.copy())
 
 
@@ -137,7 +149,7 @@ def drop_window(rgb: np.ndarray, rng: np.random.Generator, max_frac: float) -> n
     dw = max(1, int(round(w * rng.uniform(0.05, max_frac))))
     top, left = int(rng.integers(0, h - dh + 1)), int(rng.integers(0, w - dw + 1))
     out = rgb.copy()
-    out[top : top + dh, left : left + dw] = 0
+    out[top:top + dh, left:left + dw] = 0
     return out
 
 

@@ -9,17 +9,25 @@ Two passes keep memory bounded on long bags: the first reads stamps, camera_info
 and decides the pairing; the second decodes images in bag order and holds a frame only until its
 partner arrives.
 
+Bad input: the image and depth topics must differ; colour images above
+`DEFAULT_MAX_INPUT_PIXELS` are refused before decoding (per frame). A message that cannot be
+deserialized is skipped and counted (`counts["corrupt"]`), the reading goes on; when the bag's
+storage itself fails (a broken chunk: rosbags cannot read past it) the evaluation stops there,
+scores the frames read so far and says so in the report's notes. When no frame can be scored,
+no report is written (a report without metrics would look like a result): the error names the
+most common reason.
+
 The command line (`fusanet bag-eval`, and its `--live` mode through the eval launch) lives in
 `fusanet_ros.tools.bag_eval_command`.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
+import logging
 from pathlib import Path
+import sys
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -27,10 +35,18 @@ import numpy as np
 from fusanet_core import msg_arrays
 from fusanet_core.bags import bag_topics, closest_topic, open_bag, require_topics
 from fusanet_core.errors import error_reason
-
-from fusanet_ros.evaluation.pairing import DEFAULT_SLOP, check_slop, pair_nearest
-from fusanet_ros.evaluation.registration import (CameraModel, Registration, RigidTransform, camera_model, parse_extrinsic,
-                                                 realsense_extrinsic, registration_reason, tf_edges, tf_static_extrinsic)
+from fusanet_ros.evaluation.pairing import check_slop, DEFAULT_SLOP, pair_nearest
+from fusanet_ros.evaluation.registration import (
+    camera_model,
+    CameraModel,
+    parse_extrinsic,
+    realsense_extrinsic,
+    Registration,
+    registration_reason,
+    RigidTransform,
+    tf_edges,
+    tf_static_extrinsic,
+)
 from fusanet_ros.evaluation.report import EvalSettings, Evaluation, parse_crop
 
 log = logging.getLogger(__name__)
@@ -41,21 +57,53 @@ REGISTER_MODES = ("auto", "always", "never")
 
 
 # ---------------------------------------------------------------------------------- bag reading
-def _messages(reader: Any, topics: Sequence[str]) -> Iterator[tuple[str, int, Any]]:
-    """(topic, bag time ns, deserialized message) in bag order; read errors become ValueError."""
-    conns = [c for c in reader.connections if c.topic in set(topics)]
-    if not conns:
-        return
-    iterator = reader.messages(connections=conns)
-    while True:
-        try:
-            conn, bag_ns, raw = next(iterator)
-            msg = reader.deserialize(raw, conn.msgtype)
-        except StopIteration:
+class _Messages:
+    """(topic, bag time ns, deserialized message) of `topics` in bag order.
+
+    A message whose bytes do not deserialize is skipped and counted per topic in `corrupt`
+    (rosbags reads on past it); an error of the storage itself (a chunk whose size lies, a bad
+    compressed stream) ends the iteration, and `stopped` says where and why: rosbags cannot
+    continue past it. Both passes skip the same messages, so their per-topic indices agree.
+    """
+
+    def __init__(self, reader: Any, topics: Sequence[str]) -> None:
+        self.reader, self.topics = reader, set(topics)
+        self.corrupt: dict[str, int] = defaultdict(int)
+        self.first_corrupt: str | None = None
+        self.stopped: str | None = None
+
+    def __iter__(self) -> Iterator[tuple[str, int, Any]]:
+        conns = [c for c in self.reader.connections if c.topic in self.topics]
+        if not conns:
             return
-        except Exception as err:  # noqa: BLE001 - damaged chunk / record in the middle of the bag
-            raise ValueError(f"cannot read bag {reader.paths[0]} past this point: truncated or corrupt ({error_reason(err, limit=200)})") from None
-        yield conn.topic, int(bag_ns), msg
+        iterator = self.reader.messages(connections=conns)
+        read = 0
+        while True:
+            try:
+                conn, bag_ns, raw = next(iterator)
+            except StopIteration:
+                return
+            except Exception as err:  # noqa: BLE001 - damaged chunk / record: the reader cannot go on
+                self.stopped = (f"cannot read bag {self.reader.paths[0]} after {read} messages: truncated or corrupt "
+                                f"({error_reason(err, limit=200)})")
+                return
+            read += 1
+            try:
+                msg = self.reader.deserialize(raw, conn.msgtype)
+            except Exception as err:  # noqa: BLE001 - one corrupt message: skip it, read on
+                self.corrupt[conn.topic] += 1
+                where = f"{conn.topic} at bag time {int(bag_ns) * 1e-9:.3f} s"
+                self.first_corrupt = self.first_corrupt or f"{where}: {error_reason(err, limit=160)}"
+                continue
+            yield conn.topic, int(bag_ns), msg
+
+
+class NothingScoredError(ValueError):
+    """No frame of the bag could be scored; `evaluation` holds the per-frame reasons (no report was written)."""
+
+    def __init__(self, message: str, evaluation: Evaluation) -> None:
+        super().__init__(message)
+        self.evaluation = evaluation
 
 
 # ---------------------------------------------------------------------------------- the command
@@ -97,11 +145,17 @@ class _Scan:
     realsense_tf: dict[str, Any]
     tf_edges: list[tuple[str, str, RigidTransform]]
     stamp_source: str
+    corrupt: dict[str, int]  # topic -> messages skipped because they do not deserialize
+    first_corrupt: str | None
+    stopped: str | None  # why the bag could not be read to its end, None when it was
 
 
 def plan_registration(opts: BagEvalOptions) -> tuple[str | None, str | None, Registration | None]:
-    """The colour and depth camera_info topics and the registration the offline run would use
-    (the live mode passes them to the evaluator node)."""
+    """Return the colour and depth camera_info topics and the registration the offline run would use.
+
+    The live mode passes them to the evaluator node.
+    """
+    check_topics(opts)
     reader = open_bag(opts.bag)
     try:
         color_info, depth_info = info_topics(bag_topics(reader), opts)
@@ -110,8 +164,26 @@ def plan_registration(opts: BagEvalOptions) -> tuple[str | None, str | None, Reg
         reader.close()
 
 
+def check_topics(opts: BagEvalOptions) -> None:
+    """Check that the colour and ground-truth topics differ (else the model is scored against its input).
+
+    Raises:
+        ValueError: naming the topic.
+    """
+    if opts.image_topic == opts.depth_topic:
+        raise ValueError(f"--image-topic and --depth-topic are both {opts.image_topic!r}: the ground truth must be "
+                         "the depth topic, not the colour images")
+
+
 def evaluate_bag(opts: BagEvalOptions) -> tuple[Evaluation, dict[str, Path]]:
-    """Run the offline evaluation and write the report; returns it and the written paths."""
+    """Run the offline evaluation and write the report; returns it and the written paths.
+
+    Raises:
+        NothingScoredError: no frame could be scored (nothing is written; the message names the
+            most common reason).
+        ValueError, FileNotFoundError: bad options, topics or bag.
+    """
+    check_topics(opts)
     if opts.register not in REGISTER_MODES:
         raise ValueError(f"register must be one of {', '.join(REGISTER_MODES)}, got {opts.register!r}")
     settings = EvalSettings(opts.min_depth, opts.max_depth, parse_crop(opts.crop), max_panels=opts.panels)
@@ -129,12 +201,38 @@ def evaluate_bag(opts: BagEvalOptions) -> tuple[Evaluation, dict[str, Path]]:
         evaluation = Evaluation(settings)
         pairs = pair_nearest(scan.image_stamps, scan.gt_stamps, slop_ns)
         _explain_pairing(evaluation, scan, pairs, opts)
+        _explain_damage(evaluation, scan)
         _evaluate(reader, opts, scan, pairs, registration, predictor, evaluation)
     finally:
         reader.close()
+    if evaluation.summary() is None:
+        raise NothingScoredError(_nothing_scored(evaluation, scan), evaluation)
     meta = _meta(opts, scan, registration, predictor, pairs, topics)
     paths = evaluation.write(opts.out, meta)
     return evaluation, paths
+
+
+def _explain_damage(evaluation: Evaluation, scan: _Scan) -> None:
+    """Corrupt messages (skipped, counted) and a bag that could not be read to its end, in the report."""
+    skipped = sum(scan.corrupt.values())
+    if skipped:
+        evaluation.count("corrupt", skipped)
+        per_topic = ", ".join(f"{n} on {t}" for t, n in sorted(scan.corrupt.items()))
+        evaluation.note(f"{skipped} corrupt messages skipped ({per_topic}); first: {scan.first_corrupt}")
+    if scan.stopped:
+        evaluation.note(f"{scan.stopped}: only the frames before that point are evaluated")
+
+
+def _nothing_scored(evaluation: Evaluation, scan: _Scan) -> str:
+    """Return the error line when no frame was scored: the most common reason, and where it helps, the hint."""
+    main = evaluation.main_skip()
+    if main is None:
+        reason = scan.stopped or "no colour frame was read"
+    else:
+        status, reason = main
+        hint = next((n for n in evaluation.notes if n.startswith("unpaired colour frames are")), None)
+        reason += f" ({hint})" if status == "unpaired" and hint else ""
+    return f"no frame could be scored: {reason}; no report written"
 
 
 def info_topics(topics: dict[str, tuple[str, int]], opts: BagEvalOptions) -> tuple[str | None, str | None]:
@@ -164,7 +262,8 @@ def _scan(reader: Any, opts: BagEvalOptions, info_topics: tuple[str | None, str 
     realsense_tf: dict[str, Any] = {}
     edges: list[tuple[str, str, RigidTransform]] = []
     wanted = [opts.image_topic, opts.depth_topic, *(t for t in (color_info, depth_info) if t), *tf_topics]
-    for topic, bag_ns, msg in _messages(reader, wanted):
+    messages = _Messages(reader, wanted)
+    for topic, bag_ns, msg in messages:
         if topic in (opts.image_topic, opts.depth_topic):
             stamps[topic].append((msg_arrays.stamp_ns(msg.header), bag_ns))
             frames.setdefault(topic, str(msg.header.frame_id))
@@ -178,10 +277,13 @@ def _scan(reader: Any, opts: BagEvalOptions, info_topics: tuple[str | None, str 
             edges += tf_edges(msg)
         else:
             realsense_tf[topic] = msg
+    if messages.stopped and not (stamps[opts.image_topic] and stamps[opts.depth_topic]):
+        raise ValueError(messages.stopped)  # not "no messages": the bag broke before they came
     image_stamps, gt_stamps, source = _choose_stamps(stamps[opts.image_topic], stamps[opts.depth_topic])
     return _Scan(image_stamps, gt_stamps, frames.get(opts.image_topic, ""), frames.get(opts.depth_topic, ""),
                  _model(infos.get(color_info or ""), color_info), _model(infos.get(depth_info or ""), depth_info),
-                 color_infos, realsense_tf, edges, source)
+                 color_infos, realsense_tf, edges, source, dict(messages.corrupt), messages.first_corrupt,
+                 messages.stopped)
 
 
 def _choose_stamps(images: list[tuple[int, int]], gts: list[tuple[int, int]]) -> tuple[list[int], list[int], str]:
@@ -196,7 +298,7 @@ def _choose_stamps(images: list[tuple[int, int]], gts: list[tuple[int, int]]) ->
 
 
 def _model(info: Any, topic: str | None) -> CameraModel | None:
-    """CameraModel of a CameraInfo, or None (missing or without a valid focal length)."""
+    """Return the CameraModel of a CameraInfo, or None (missing or without a valid focal length)."""
     if info is None:
         return None
     try:
@@ -215,7 +317,8 @@ def _registration(opts: BagEvalOptions, scan: _Scan) -> Registration | None:
     if scan.color is None or scan.depth is None:
         missing = "colour" if scan.color is None else "depth"
         raise ValueError(f"ground truth must be registered ({reason}) but the bag has no valid {missing} camera_info: "
-                         f"pass --{'depth-' if missing == 'depth' else ''}camera-info-topic, or --register never if it is registered")
+                         f"pass --{'depth-' if missing == 'depth' else ''}camera-info-topic, "
+                         "or --register never if it is registered")
     extrinsic, source = _extrinsic(opts, scan)
     log.info("registering ground truth into the colour camera (%s); extrinsic from %s", reason, source)
     return Registration(scan.depth, scan.color, extrinsic, f"{source} ({reason})")
@@ -231,14 +334,16 @@ def _extrinsic(opts: BagEvalOptions, scan: _Scan) -> tuple[RigidTransform, str]:
         extrinsic = tf_static_extrinsic(scan.tf_edges, scan.gt_frame, scan.image_frame)
         if extrinsic is not None:
             return extrinsic, f"/tf_static {scan.gt_frame} -> {scan.image_frame}"
-    raise ValueError("ground truth is not registered to the colour camera and the bag has no depth-to-colour transform "
-                     "(librealsense <stream>/tf/N or /tf_static): pass --extrinsic TX TY TZ QX QY QZ QW, or --register never")
+    raise ValueError("ground truth is not registered to the colour camera and the bag has no depth-to-colour "
+                     "transform (librealsense <stream>/tf/N or /tf_static): pass --extrinsic TX TY TZ QX QY QZ QW, "
+                     "or --register never")
 
 
 def _explain_pairing(evaluation: Evaluation, scan: _Scan, pairs: list[int | None], opts: BagEvalOptions) -> None:
     paired = sum(p is not None for p in pairs)
-    evaluation.note(f"paired {paired} of {len(pairs)} colour frames with ground truth (nearest {scan.stamp_source} stamp "
-                    f"within {opts.slop:g} s; {len(scan.gt_stamps)} depth frames in the bag)")
+    evaluation.note(f"paired {paired} of {len(pairs)} colour frames with ground truth "
+                    f"(nearest {scan.stamp_source} stamp within {opts.slop:g} s; {len(scan.gt_stamps)} depth frames "
+                    "in the bag)")
     if paired < len(pairs) and scan.gt_stamps:
         gt = np.asarray(scan.gt_stamps, dtype=np.int64)
         gaps = [int(np.min(np.abs(gt - s))) for s, p in zip(scan.image_stamps, pairs) if p is None]
@@ -247,8 +352,8 @@ def _explain_pairing(evaluation: Evaluation, scan: _Scan, pairs: list[int | None
                         "raise --slop if the streams are not hardware-synchronised")
 
 
-def _evaluate(reader: Any, opts: BagEvalOptions, scan: _Scan, pairs: list[int | None], registration: Registration | None,
-              predictor: Any, evaluation: Evaluation) -> None:
+def _evaluate(reader: Any, opts: BagEvalOptions, scan: _Scan, pairs: list[int | None],
+              registration: Registration | None, predictor: Any, evaluation: Evaluation) -> None:
     """Second pass: decode in bag order, predict each colour frame, score it when its partner is in."""
     from tqdm import tqdm
 
@@ -262,7 +367,7 @@ def _evaluate(reader: Any, opts: BagEvalOptions, scan: _Scan, pairs: list[int | 
     counters = {opts.image_topic: -1, opts.depth_topic: -1}
     color_infos = _ColorInfos(scan.color_infos)
     progress = tqdm(total=limit, desc="bag-eval", unit="frame", disable=None, file=sys.stderr)
-    for topic, bag_ns, msg in _messages(reader, [opts.image_topic, opts.depth_topic]):
+    for topic, bag_ns, msg in _Messages(reader, [opts.image_topic, opts.depth_topic]):
         counters[topic] += 1
         index = counters[topic]
         if topic == opts.image_topic:
@@ -273,7 +378,8 @@ def _evaluate(reader: Any, opts: BagEvalOptions, scan: _Scan, pairs: list[int | 
             progress.update(1)
             j = pairs[index]
             if j is None:
-                evaluation.add_missing(scan.image_stamps[index], "unpaired", f"no ground truth within {opts.slop:g} s", index=index)
+                evaluation.add_missing(scan.image_stamps[index], "unpaired", f"no ground truth within {opts.slop:g} s",
+                                       index=index)
                 continue
             color = color_infos.at(scan.image_stamps[index], bag_ns)
             frame = (index, _predict(predictor, msg, color, evaluation))
@@ -291,8 +397,11 @@ def _evaluate(reader: Any, opts: BagEvalOptions, scan: _Scan, pairs: list[int | 
 
 
 class _ColorInfos:
-    """The colour camera_info the depth node would hold for each image: the one with the image's
-    stamp, else the latest one recorded before the image, else the first one."""
+    """The colour camera_info the depth node would hold for each image.
+
+    That is the one with the image's stamp, else the latest one recorded before the image, else
+    the first one.
+    """
 
     def __init__(self, infos: list[tuple[int, int, CameraModel | None]]) -> None:
         self.by_stamp = {stamp: model for stamp, _, model in infos}
@@ -311,7 +420,7 @@ class _ColorInfos:
 def _predict(predictor: Any, msg: Any, color: CameraModel | None, evaluation: Evaluation) -> dict[str, Any]:
     """{'pred', 'rgb'} or {'error'} for one colour message."""
     try:
-        rgb = msg_arrays.image_to_rgb(msg)
+        rgb = msg_arrays.image_to_rgb(msg, max_pixels=msg_arrays.DEFAULT_MAX_INPUT_PIXELS)
     except ValueError as err:
         return {"error": f"bad colour image: {err}"}
     height, width = rgb.shape[:2]
@@ -332,15 +441,19 @@ def _predict(predictor: Any, msg: Any, color: CameraModel | None, evaluation: Ev
 
 
 def _prepare_gt(msg: Any, scale: float, registration: Registration | None) -> Any:
-    """Registered ground truth in metres, or the error text of a bad message."""
+    """Return the registered ground truth in metres, or the error text of a bad message."""
     try:
+        # The same bound as the colour images: a lying width x height must not size an allocation.
+        limit = msg_arrays.DEFAULT_MAX_INPUT_PIXELS
+        msg_arrays.check_pixel_count(int(msg.width), int(msg.height), limit, "depth image")
         depth = msg_arrays.image_to_depth(msg, scale)
         return registration.apply(depth) if registration is not None else depth
     except ValueError as err:
         return f"bad ground-truth depth: {err}"
 
 
-def _score(evaluation: Evaluation, scan: _Scan, frame: tuple[int, dict[str, Any]], j: int, gt_ready: dict[int, Any]) -> None:
+def _score(evaluation: Evaluation, scan: _Scan, frame: tuple[int, dict[str, Any]], j: int,
+           gt_ready: dict[int, Any]) -> None:
     index, result = frame
     stamp, gt = scan.image_stamps[index], gt_ready[j]
     error = result.get("error") or (gt if isinstance(gt, str) else None)

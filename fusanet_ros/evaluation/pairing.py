@@ -1,12 +1,14 @@
-"""Stamp pairing of predictions with ground truth, ROS-free: the offline rule (`pair_nearest`, each
-image with the nearest depth within the slop) and the live one (`StampPairing`, streaming, bounded).
+"""Stamp pairing of predictions with ground truth, ROS-free.
+
+The offline rule (`pair_nearest`, each image with the nearest depth within the slop) and the live
+one (`StampPairing`, streaming, bounded).
 """
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,8 +25,10 @@ def check_slop(slop: float) -> int:
 
 
 def pair_nearest(image_stamps: Sequence[int], gt_stamps: Sequence[int], slop_ns: int) -> list[int | None]:
-    """For each image stamp, the index of the nearest ground-truth stamp within `slop_ns`
-    (ties go to the earlier one), or None."""
+    """Return, for each image stamp, the index of the nearest ground-truth stamp within `slop_ns`, or None.
+
+    Ties go to the earlier one.
+    """
     if not len(gt_stamps):
         return [None] * len(image_stamps)
     gt = np.asarray(gt_stamps, dtype=np.int64)

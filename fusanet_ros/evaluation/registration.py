@@ -56,7 +56,8 @@ class RigidTransform:
         q = np.asarray(quaternion, dtype=np.float64).reshape(-1)
         norm = float(np.linalg.norm(q)) if q.size == 4 else 0.0
         if t.size != 3 or not np.all(np.isfinite(t)) or not np.isfinite(norm) or norm < 1e-6:
-            raise ValueError(f"extrinsic needs a finite translation (3) and a non-zero quaternion (4), got {list(t)}, {list(q)}")
+            raise ValueError(f"extrinsic needs a finite translation (3) and a non-zero quaternion (4), "
+                             f"got {list(t)}, {list(q)}")
         x, y, z, w = q / norm
         rotation = np.array([
             [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
@@ -118,8 +119,11 @@ def _rotation_to_quaternion(r: np.ndarray) -> np.ndarray:
 
 
 def parse_extrinsic(values: Sequence[float]) -> RigidTransform:
-    """Depth-to-colour extrinsic from 7 numbers (tx ty tz qx qy qz qw), or 12 / 16 numbers of a
-    row-major 3x4 / 4x4 matrix [R | t]. Convention: p_colour = R p_depth + t, metres."""
+    """Parse a depth-to-colour extrinsic from 7 numbers (tx ty tz qx qy qz qw), or 12 / 16 numbers.
+
+    The 12 / 16 numbers are a row-major 3x4 / 4x4 matrix [R | t]. Convention: p_colour = R p_depth + t,
+    metres.
+    """
     vals = [float(v) for v in values]
     if len(vals) == 7:
         return RigidTransform.from_quaternion(vals[:3], vals[3:])
@@ -199,7 +203,8 @@ def realsense_stream_prefix(image_topic: str) -> str | None:
     return None
 
 
-def realsense_extrinsic(transforms: dict[str, Any], depth_topic: str, color_topic: str) -> tuple[RigidTransform, str] | None:
+def realsense_extrinsic(transforms: dict[str, Any], depth_topic: str,
+                        color_topic: str) -> tuple[RigidTransform, str] | None:
     """Depth-to-colour extrinsic from librealsense `<stream>/tf/<group>` messages.
 
     Args:
@@ -220,11 +225,13 @@ def realsense_extrinsic(transforms: dict[str, Any], depth_topic: str, color_topi
         if depth_tf is None:
             continue
         ref_to_depth, ref_to_color = RigidTransform.from_msg(depth_tf), RigidTransform.from_msg(msg)
-        return ref_to_depth.inverse().then(ref_to_color), f"librealsense extrinsics {depth_prefix}/tf/{group} -> {topic}"
+        description = f"librealsense extrinsics {depth_prefix}/tf/{group} -> {topic}"
+        return ref_to_depth.inverse().then(ref_to_color), description
     return None
 
 
-def tf_static_extrinsic(edges: Iterable[tuple[str, str, RigidTransform]], depth_frame: str, color_frame: str) -> RigidTransform | None:
+def tf_static_extrinsic(edges: Iterable[tuple[str, str, RigidTransform]], depth_frame: str,
+                        color_frame: str) -> RigidTransform | None:
     """Depth-to-colour extrinsic from tf edges (parent, child, T) where p_parent = T p_child.
 
     Returns None when the two frames are not connected by the given edges.
@@ -263,27 +270,28 @@ class CameraModel:
     distorted: bool = False  # non-zero distortion coefficients (registration ignores them)
 
     def same_projection(self, other: CameraModel, rtol: float = 1e-6) -> bool:
-        """Same size and intrinsics (a depth image already registered to the colour camera)."""
+        """Tell whether both have the same size and intrinsics (depth already registered to the colour camera)."""
         return (self.width, self.height) == (other.width, other.height) and bool(
             np.allclose(self.intrinsics, other.intrinsics, rtol=rtol, atol=1e-9))
 
 
 def camera_model(info: Any, frame_id: str = "") -> CameraModel:
-    """CameraModel of a CameraInfo (rclpy or rosbags, ROS 1 or 2): P first, then K, as the node reads it."""
+    """Return the CameraModel of a CameraInfo (rclpy or rosbags, ROS 1 or 2): P first, then K, as the node reads it."""
     coeffs = np.asarray(msg_arrays.msg_field(info, "d"), dtype=np.float64)
     return CameraModel(msg_arrays.camera_info_intrinsics(info), int(info.width), int(info.height),
                        frame_id or str(info.header.frame_id), bool(np.any(np.abs(coeffs) > 1e-9)))
 
 
-def registration_reason(color: CameraModel | None, depth: CameraModel | None, color_frame: str, depth_frame: str) -> str | None:
+def registration_reason(color: CameraModel | None, depth: CameraModel | None, color_frame: str,
+                        depth_frame: str) -> str | None:
     """Why the ground truth is not in the colour camera (None when it looks registered).
 
     Evidence, in order: different camera_info (size or intrinsics), then different non-empty
     frame_ids of the two image streams.
     """
     if color is not None and depth is not None and not color.same_projection(depth):
-        return (f"depth camera_info ({depth.width}x{depth.height}, fx {depth.intrinsics[0]:.2f}) differs from the colour "
-                f"camera_info ({color.width}x{color.height}, fx {color.intrinsics[0]:.2f})")
+        return (f"depth camera_info ({depth.width}x{depth.height}, fx {depth.intrinsics[0]:.2f}) differs from the "
+                f"colour camera_info ({color.width}x{color.height}, fx {color.intrinsics[0]:.2f})")
     if color_frame and depth_frame and color_frame.lstrip("/") != depth_frame.lstrip("/"):
         return f"depth frame_id {depth_frame!r} differs from colour frame_id {color_frame!r}"
     return None
@@ -299,12 +307,12 @@ class Registration:
     source: str  # where the extrinsic came from, for the report
 
     def apply(self, depth: np.ndarray) -> np.ndarray:
-        """Registered depth (colour size, NaN holes); the depth image must match its camera_info."""
+        """Return the registered depth (colour size, NaN holes); the depth image must match its camera_info."""
         if depth.shape != (self.depth.height, self.depth.width):
             raise ValueError(f"ground-truth depth is {depth.shape[1]}x{depth.shape[0]} but its camera_info says "
                              f"{self.depth.width}x{self.depth.height}")
-        return register_depth(depth, self.depth.intrinsics, self.color.intrinsics, (self.color.width, self.color.height),
-                              self.depth_to_color)
+        return register_depth(depth, self.depth.intrinsics, self.color.intrinsics,
+                              (self.color.width, self.color.height), self.depth_to_color)
 
     def describe(self) -> dict[str, Any]:
         return {"depth_intrinsics": list(self.depth.intrinsics), "depth_size": [self.depth.width, self.depth.height],

@@ -25,13 +25,14 @@ frames spread over the run.
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import asdict, dataclass
 import json
 import logging
 import math
 import os
-import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
+import tempfile
 from typing import Any, Sequence
 
 import cv2
@@ -74,8 +75,10 @@ class EvalSettings:
     max_panels: int = 4
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.min_depth) and math.isfinite(self.max_depth) and 0 < self.min_depth < self.max_depth):
-            raise ValueError(f"need 0 < min_depth < max_depth, got min_depth={self.min_depth}, max_depth={self.max_depth}")
+        if not (math.isfinite(self.min_depth) and math.isfinite(self.max_depth)
+                and 0 < self.min_depth < self.max_depth):
+            raise ValueError(f"need 0 < min_depth < max_depth, got min_depth={self.min_depth}, "
+                             f"max_depth={self.max_depth}")
         if self.max_panels < 0:
             raise ValueError(f"max_panels must be >= 0, got {self.max_panels}")
 
@@ -124,25 +127,33 @@ class Evaluation:
         self.frames: list[FrameRecord] = []
         self.notes: list[str] = []
         self.counts: dict[str, int] = {}
-        self._acc = MetricAccumulator(min_depth=self.settings.min_depth, max_depth=self.settings.max_depth, crop=self.settings.crop)
+        self._acc = MetricAccumulator(min_depth=self.settings.min_depth, max_depth=self.settings.max_depth,
+                                      crop=self.settings.crop)
         self._hist = np.zeros(len(HIST_EDGES) - 1, dtype=np.int64)
         self._panels = PanelKeeper(self.settings.max_panels)
         self._n_scored = 0
 
     # ------------------------------------------------------------------------------- input
     def note(self, text: str) -> None:
-        """A remark for the report (once per distinct text)."""
+        """Add a remark for the report (once per distinct text).
+
+        Logged at debug level only: a run that fails must end with its one error line, and the
+        report (or the CLI summary) shows the notes.
+        """
         if text not in self.notes:
             self.notes.append(text)
-            log.info(text)
+            log.debug(text)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
 
     def add_missing(self, stamp_ns: int, status: str, message: str = "", *, index: int | None = None,
                     latency_ms: float | None = None) -> FrameRecord:
-        """Record an input frame that could not be scored before any pixel was seen
-        (`unpaired`: no ground truth within the slop; `dropped`: no prediction arrived; `error`)."""
+        """Record an input frame that could not be scored before any pixel was seen.
+
+        Its status is `unpaired` (no ground truth within the slop), `dropped` (no prediction
+        arrived) or `error`.
+        """
         index = len(self.frames) if index is None else int(index)
         return self._record(FrameRecord(index, int(stamp_ns), status, message, latency_ms=latency_ms))
 
@@ -196,8 +207,9 @@ class Evaluation:
             return pred
         (ph, pw), (gh, gw) = pred.shape, gt.shape
         if abs((pw / ph) / (gw / gh) - 1.0) > ASPECT_TOLERANCE:
-            raise _Skip("size_mismatch", f"prediction {pw}x{ph} and ground truth {gw}x{gh} have different aspect ratios "
-                                         "(different fields of view): register the ground truth to the colour camera")
+            raise _Skip("size_mismatch", f"prediction {pw}x{ph} and ground truth {gw}x{gh} have different aspect "
+                                         "ratios (different fields of view): register the ground truth to the colour "
+                                         "camera")
         self.note(f"prediction {pw}x{ph} resized to the ground truth {gw}x{gh} (nearest neighbour) before scoring")
         return cv2.resize(pred, (gw, gh), interpolation=cv2.INTER_NEAREST)
 
@@ -234,6 +246,19 @@ class Evaluation:
         summary["coverage"] = float(np.mean([f.coverage for f in self.frames if f.status == "ok"]))
         return summary
 
+    def main_skip(self) -> tuple[str, str] | None:
+        """Return (status, "8 of 10 frames <status>: <message>") of the most common reason frames were not scored.
+
+        The message is that status's most common one; None when every frame was scored or none was
+        seen.
+        """
+        skipped = [f for f in self.frames if f.status != "ok"]
+        if not skipped:
+            return None
+        status, n = Counter(f.status for f in skipped).most_common(1)[0]
+        message = Counter(f.message for f in skipped if f.status == status).most_common(1)[0][0]
+        return status, f"{n} of {len(self.frames)} frames {status}" + (f": {message}" if message else "")
+
     def latency(self) -> dict[str, float] | None:
         """p50 / p95 / mean / max latency in ms over the frames that have one."""
         values = [f.latency_ms for f in self.frames if f.latency_ms is not None]
@@ -245,9 +270,12 @@ class Evaluation:
         return {
             "meta": meta,
             "settings": {"min_depth": self.settings.min_depth, "max_depth": self.settings.max_depth,
-                         "crop": list(self.settings.crop) if isinstance(self.settings.crop, tuple) else self.settings.crop,
-                         "pixels": "valid ground truth with a valid prediction (coverage = their share of valid ground truth)",
-                         "resize": "prediction resized to the ground-truth size, nearest neighbour, when only the scale differs",
+                         "crop": (list(self.settings.crop) if isinstance(self.settings.crop, tuple)
+                                  else self.settings.crop),
+                         "pixels": "valid ground truth with a valid prediction "
+                                   "(coverage = their share of valid ground truth)",
+                         "resize": "prediction resized to the ground-truth size, nearest neighbour, "
+                                   "when only the scale differs",
                          "median_scaling": False},
             "counts": counts,
             "summary": self.summary(),
@@ -293,8 +321,11 @@ class _Skip(ValueError):
 
 # ------------------------------------------------------------------------------------ images
 def make_panel(rgb: np.ndarray, gt: np.ndarray, pred: np.ndarray, scored: np.ndarray, max_depth: float) -> np.ndarray:
-    """RGB | ground truth | prediction | relative error, each PANEL_WIDTH wide, one colour scale for
-    both depths (98th percentile of the ground truth); the error map is black where not scored."""
+    """Make a panel RGB | ground truth | prediction | relative error, each PANEL_WIDTH wide.
+
+    One colour scale for both depths (98th percentile of the ground truth); the error map is black
+    where not scored.
+    """
     height, width = gt.shape
     rgb = cv2.resize(np.asarray(rgb, dtype=np.uint8), (width, height), interpolation=cv2.INTER_AREA)
     gt_valid = gt[np.isfinite(gt) & (gt > 0)]
@@ -305,7 +336,8 @@ def make_panel(rgb: np.ndarray, gt: np.ndarray, pred: np.ndarray, scored: np.nda
     err[~scored] = 0
     tiles = [rgb, colorize_depth(gt, top), colorize_depth(pred, top), err]
     tile_h = max(1, round(height * PANEL_WIDTH / width))
-    return np.concatenate([cv2.resize(t, (PANEL_WIDTH, tile_h), interpolation=cv2.INTER_NEAREST) for t in tiles], axis=1)
+    return np.concatenate([cv2.resize(t, (PANEL_WIDTH, tile_h), interpolation=cv2.INTER_NEAREST) for t in tiles],
+                          axis=1)
 
 
 def _figure(width: float = 8.0, height: float = 4.0) -> Any:
@@ -363,7 +395,8 @@ def markdown_summary(data: dict[str, Any]) -> str:
         else:
             lines.append(f"- **{key}**: {_md_value(value)}")
     st = data["settings"]
-    lines += [f"- **depth range**: {st['min_depth']}-{st['max_depth']} m, crop: {st['crop'] or 'none'}, no median scaling",
+    lines += [f"- **depth range**: {st['min_depth']}-{st['max_depth']} m, crop: {st['crop'] or 'none'}, "
+              "no median scaling",
               f"- **scored pixels**: {st['pixels']}", f"- **resize**: {st['resize']}", "", "## Frames", "",
               "| " + " | ".join(counts) + " |", "|" + "---|" * len(counts),
               "| " + " | ".join(str(v) for v in counts.values()) + " |", ""]
@@ -374,19 +407,20 @@ def markdown_summary(data: dict[str, Any]) -> str:
         names = [n for n in (*METRIC_NAMES, "coverage") if n in summary]
         lines += ["| " + " | ".join(names) + " |", "|" + "---:|" * len(names),
                   "| " + " | ".join(f"{summary[n]:.4f}" for n in names) + " |", "",
-                  f"{summary['n_images']} frames, {summary['n_valid']} scored pixels. rmse, mae, sq_rel in metres; abs_rel, "
-                  "delta and coverage as fractions; silog = 100 sqrt(si); imae / irmse in 1/km.", ""]
+                  f"{summary['n_images']} frames, {summary['n_valid']} scored pixels. rmse, mae, sq_rel in metres; "
+                  "abs_rel, delta and coverage as fractions; silog = 100 sqrt(si); imae / irmse in 1/km.", ""]
     if data.get("latency_ms"):
         lat = data["latency_ms"]
         lines += ["## Latency (prediction arrival - input arrival)", "",
-                  f"p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, mean {lat['mean']:.1f} ms, max {lat['max']:.1f} ms "
-                  f"over {lat['n']} frames.", ""]
+                  f"p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, mean {lat['mean']:.1f} ms, "
+                  f"max {lat['max']:.1f} ms over {lat['n']} frames.", ""]
     if data["notes"]:
         lines += ["## Notes", ""] + [f"- {n}" for n in data["notes"]] + [""]
     problems = [f for f in data["frames"] if f["status"] != "ok"]
     if problems:
         lines += ["## Frames not scored", "", "| frame | stamp (s) | status | reason |", "|---:|---:|---|---|"]
-        lines += [f"| {f['index']} | {f['stamp_ns'] * 1e-9:.3f} | {f['status']} | {f['message']} |" for f in problems[:50]]
+        lines += [f"| {f['index']} | {f['stamp_ns'] * 1e-9:.3f} | {f['status']} | {f['message']} |"
+                  for f in problems[:50]]
         lines += [f"| ... | | | {len(problems) - 50} more in report.json |"] if len(problems) > 50 else []
         lines.append("")
     images = [(k, v) for k, v in data.get("files", {}).items() if v.endswith(".png")]

@@ -1,30 +1,43 @@
-"""`fusanet bag-eval`: the offline evaluation (`evaluation.bag_eval`) or, with `--live`, the eval
-launch (bag player -> depth node -> evaluator node over DDS) with the same options."""
+"""`fusanet bag-eval`: the offline evaluation (`evaluation.bag_eval`) or, with `--live`, the eval launch.
+
+The eval launch (bag player -> depth node -> evaluator node over DDS) takes the same options.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from fusanet_ros.evaluation.bag_eval import REGISTER_MODES, BagEvalOptions, evaluate_bag, plan_registration
+from fusanet_ros.evaluation.bag_eval import (
+    BagEvalOptions,
+    check_topics,
+    evaluate_bag,
+    plan_registration,
+    REGISTER_MODES,
+)
 from fusanet_ros.evaluation.pairing import DEFAULT_SLOP
 
 
 def add_bag_eval_command(sub: argparse._SubParsersAction) -> None:
     """Register `fusanet bag-eval` (imports nothing heavy until it runs)."""
-    p = sub.add_parser("bag-eval", help="score the depth model on a bag (ROS 1, ROS 2 sqlite3/MCAP) against its depth",
-                       description="Offline evaluation: every colour frame of the bag through the model, paired with the "
-                                   "ground-truth depth of the nearest stamp; writes report.json, report.md and plots.")
+    p = sub.add_parser("bag-eval",
+                       help="score the depth model on a bag (ROS 1, ROS 2 sqlite3/MCAP) against its depth",
+                       description="Offline evaluation: every colour frame of the bag through the model, paired with "
+                                   "the ground-truth depth of the nearest stamp; writes report.json, report.md and "
+                                   "plots.")
     p.add_argument("bag", help="ROS 1 .bag file, ROS 2 bag folder (sqlite3 or MCAP) or .mcap file")
-    p.add_argument("--image-topic", required=True, help="colour image topic (sensor_msgs/Image rgb8/bgr8/rgba8/bgra8/mono8)")
+    p.add_argument("--image-topic", required=True,
+                   help="colour image topic (sensor_msgs/Image rgb8/bgr8/rgba8/bgra8/mono8)")
     p.add_argument("--depth-topic", required=True, help="ground-truth depth topic (16UC1/mono16 or 32FC1)")
     p.add_argument("--camera-info-topic", help="colour CameraInfo topic (default: guessed from the image topic)")
-    p.add_argument("--depth-camera-info-topic", help="ground-truth CameraInfo topic (default: guessed; needed to register)")
+    p.add_argument("--depth-camera-info-topic",
+                   help="ground-truth CameraInfo topic (default: guessed; needed to register)")
     p.add_argument("--register", choices=REGISTER_MODES, default="auto",
-                   help="register the ground truth into the colour camera: auto = when camera_infos or frame_ids differ")
+                   help="register the ground truth into the colour camera: auto = when camera_infos or "
+                        "frame_ids differ")
     p.add_argument("--extrinsic", nargs="+", type=float, metavar="V",
-                   help="depth-to-colour extrinsic p_colour = R p_depth + t: TX TY TZ QX QY QZ QW (or 12/16 numbers of a "
-                        "row-major 3x4/4x4 matrix); default: from the bag (librealsense tf topics or /tf_static)")
+                   help="depth-to-colour extrinsic p_colour = R p_depth + t: TX TY TZ QX QY QZ QW (or 12/16 numbers "
+                        "of a row-major 3x4/4x4 matrix); default: from the bag (librealsense tf topics or /tf_static)")
     p.add_argument("--checkpoint", help="checkpoint file (default: the bundled one)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="network input size")
@@ -42,28 +55,34 @@ def add_bag_eval_command(sub: argparse._SubParsersAction) -> None:
                                              "(the process-runner form of launch/eval.launch.py)")
     live.add_argument("--live", action="store_true", help="evaluate live instead of offline (latency and drops too)")
     live.add_argument("--rate", type=float, default=1.0, help="playback rate (default 1.0; lower it for slow models)")
-    live.add_argument("--idle-timeout", type=float, default=5.0, help="s without messages before the report (default 5)")
+    live.add_argument("--idle-timeout", type=float, default=5.0,
+                      help="s without messages before the report (default 5)")
     live.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: the environment's)")
     p.set_defaults(run=run_bag_eval)
 
 
 def run_bag_eval(args: argparse.Namespace) -> int:
-    """CLI entry: evaluate, print the summary; exit code 0, or an error when nothing was scored."""
+    """Run the CLI entry: evaluate, print the summary; exit code 0, or a one-line error when nothing was scored.
+
+    On that error, evaluate_bag's NothingScoredError names the most common reason.
+    """
     from fusanet_core.metrics import format_table
 
-    names = {f for f in BagEvalOptions.__dataclass_fields__}
+    names = set(BagEvalOptions.__dataclass_fields__)
     opts = BagEvalOptions(**{k: v for k, v in vars(args).items() if k in names})
+    check_topics(opts)
     if getattr(args, "live", False):
         return _run_live(opts, args.rate, args.idle_timeout, args.domain_id)
     evaluation, paths = evaluate_bag(opts)
     summary = evaluation.summary()
     counts = evaluation.to_dict({})["counts"]
+    damaged = f", {counts['corrupt']} corrupt messages skipped" if counts.get("corrupt") else ""
+    skipped = sum(counts[k] for k in ("no_valid_gt", "no_coverage", "size_mismatch", "error"))
     print(f"{counts['frames']} colour frames: {counts['ok']} scored, {counts['unpaired']} without ground truth within "
-          f"{opts.slop:g} s, {sum(counts[k] for k in ('no_valid_gt', 'no_coverage', 'size_mismatch', 'error'))} skipped")
-    if summary is None:
-        why = evaluation.notes[-1] if evaluation.notes else "see the report"
-        raise ValueError(f"no frame could be scored ({why}); report: {paths['markdown']}")
+          f"{opts.slop:g} s, {skipped} skipped{damaged}")
     print(format_table({k: v for k, v in summary.items() if k not in ("n_valid",)}))
+    for note in evaluation.notes:
+        print(f"note: {note}")
     print(f"report: {paths['markdown']}")
     return 0
 
@@ -76,13 +95,15 @@ def _run_live(opts: BagEvalOptions, rate: float, idle_timeout: float, domain_id:
     color_info, depth_info, registration = plan_registration(opts)
     extrinsic = registration.depth_to_color.as_list() if registration else (opts.extrinsic or [])
     values = {
-        "bag": opts.bag, "image_topic": opts.image_topic, "camera_info_topic": color_info or "", "depth_topic": opts.depth_topic,
-        "depth_camera_info_topic": depth_info or "", "checkpoint": opts.checkpoint or "", "device": opts.device,
-        "output_dir": opts.out, "slop": opts.slop, "max_depth": opts.max_depth, "rate": rate, "idle_timeout": idle_timeout,
+        "bag": opts.bag, "image_topic": opts.image_topic, "camera_info_topic": color_info or "",
+        "depth_topic": opts.depth_topic, "depth_camera_info_topic": depth_info or "",
+        "checkpoint": opts.checkpoint or "", "device": opts.device, "output_dir": opts.out, "slop": opts.slop,
+        "max_depth": opts.max_depth, "rate": rate, "idle_timeout": idle_timeout,
         "extrinsic": " ".join(repr(float(v)) for v in extrinsic),
         "depth_parameters": {"input_size": list(opts.input_size)} if opts.input_size else {},
-        "evaluator_parameters": {"min_depth": opts.min_depth, "crop": opts.crop or "", "gt_depth_scale": opts.depth_scale,
-                                 "max_panels": opts.panels, "max_frames": opts.max_frames, "register": opts.register},
+        "evaluator_parameters": {"min_depth": opts.min_depth, "crop": opts.crop or "",
+                                 "gt_depth_scale": opts.depth_scale, "max_panels": opts.panels,
+                                 "max_frames": opts.max_frames, "register": opts.register},
     }
     from fusanet_ros.startup.eval_launch import run_eval_launch
 
