@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 import platform
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -90,9 +90,9 @@ def run(args: argparse.Namespace) -> dict[str, float | str]:
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-    from fusanet_ros.startup.probe import Probe
     from fusanet_ros.startup.launch_description import depth_nodes
-    from fusanet_ros.startup.runner import Runner, dds_env, pick_domain_id
+    from fusanet_ros.startup.probe import Probe
+    from fusanet_ros.startup.runner import dds_env, pick_domain_id, Runner
 
     checkpoint, model_note = _checkpoint(args)
     standalone = standalone_predict_ms(checkpoint, args.input_size, args.threads)
@@ -106,8 +106,10 @@ def run(args: argparse.Namespace) -> dict[str, float | str]:
     log_dir = Path(tempfile.mkdtemp(prefix="bench_node_"))
     received: list[tuple[int, int]] = []  # (stamp ns, receive ns)
     with Runner(specs, env, log_dir=log_dir) as runner, Probe(domain, "bench_sink") as probe:
-        probe.node.create_subscription(Image, "/bench/depth", lambda m: received.append((conv.stamp_ns(m.header), time.time_ns())), 10)
-        for topic, kind in (("/bench/confidence", Image), ("/bench/depth/camera_info", CameraInfo), ("/bench/points", PointCloud2)):
+        probe.node.create_subscription(Image, "/bench/depth/image",
+                                       lambda m: received.append((conv.stamp_ns(m.header), time.time_ns())), 10)
+        for topic, kind in (("/bench/confidence/image", Image), ("/bench/depth/camera_info", CameraInfo),
+                            ("/bench/points", PointCloud2)):
             probe.record(kind, topic, keep=2)
         diagnostics = probe.record(DiagnosticArray, "/diagnostics", keep=5)
         if not probe.wait_for_subscriber(IMAGE, 180):
@@ -115,8 +117,8 @@ def run(args: argparse.Namespace) -> dict[str, float | str]:
         camera = [sys.executable, __file__, "--publisher", "--rate", str(args.rate), "--seconds", str(args.seconds)]
         cam = runner.start_process("bench_camera", camera)
         probe.spin_until(lambda: cam.poll() is not None, args.seconds + 60)
-        probe.spin_for(max(3.0, 2 * _diag(diagnostics).get("model_p95_ms", 0) / 1000))  # drain + a final report
-        diag = _diag(diagnostics)
+        probe.spin_for(max(3.0, 2 * node_counters(diagnostics).get("model_p95_ms", 0) / 1000))  # drain + a final report
+        diag = node_counters(diagnostics)
     e2e = timing_summary([(r - s) / 1e6 for s, r in received])
     frames_in = diag.get("frames_in", 0)
     return {
@@ -124,16 +126,18 @@ def run(args: argparse.Namespace) -> dict[str, float | str]:
         "input_hz": frames_in / args.seconds, "output_hz": len(received) / args.seconds,
         "drop_rate": diag.get("dropped", 0) / max(frames_in, 1),
         "e2e_p50_ms": e2e["p50"], "e2e_p95_ms": e2e["p95"],
-        "node_latency_p50_ms": diag.get("latency_p50_ms", float("nan")), "node_latency_p95_ms": diag.get("latency_p95_ms", float("nan")),
+        "node_latency_p50_ms": diag.get("latency_p50_ms", float("nan")),
+        "node_latency_p95_ms": diag.get("latency_p95_ms", float("nan")),
         "model_p50_ms": diag.get("model_p50_ms", float("nan")), "standalone_predict_ms": standalone,
-        "overhead_p50_ms": diag.get("overhead_p50_ms", float("nan")), "overhead_p95_ms": diag.get("overhead_p95_ms", float("nan")),
+        "overhead_p50_ms": diag.get("overhead_p50_ms", float("nan")),
+        "overhead_p95_ms": diag.get("overhead_p95_ms", float("nan")),
         "overhead_cpu_p50_ms": diag.get("overhead_cpu_p50_ms", float("nan")),
         "overhead_cpu_p95_ms": diag.get("overhead_cpu_p95_ms", float("nan")),
     }
 
 
 def _checkpoint(args: argparse.Namespace) -> tuple[Path, str]:
-    """The given or bundled checkpoint, else an untrained one of --preset (same compute cost)."""
+    """Return the given or bundled checkpoint, else an untrained one of --preset (same compute cost)."""
     from fusanet_core.predictor import DEFAULT_CHECKPOINT
 
     if args.checkpoint:
@@ -150,10 +154,11 @@ def _checkpoint(args: argparse.Namespace) -> tuple[Path, str]:
     return path, f"'{preset}' preset (untrained weights, same compute)"
 
 
-def _diag(messages: list) -> dict[str, float]:
+def node_counters(messages: list, node: str = "bench/depth_node") -> dict[str, float]:
+    """Return the numeric key/values of the newest status of `node` on /diagnostics."""
     for msg in reversed(messages):
         for status in msg.status:
-            if status.name.startswith("/bench/depth_node"):
+            if status.name.startswith(f"{node}:"):
                 out = {}
                 for kv in status.values:
                     try:
@@ -170,14 +175,20 @@ def report(r: dict, args: argparse.Namespace) -> str:
     size = "x".join(map(str, args.input_size)) if args.input_size else "checkpoint default"
     size += f", {args.threads or 'default'} torch thread(s)"
     return "\n".join([
-        f"depth node benchmark: 640x480 rgb8 at {args.rate:g} Hz for {args.seconds:g} s, {r['model']}, network input {size}",
-        f"  machine       {platform.node()} {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), no GPU",
-        f"  rate          in {r['input_hz']:.1f} Hz, out {r['output_hz']:.2f} Hz ({r['frames_out']} of {r['frames_in']:.0f} frames), "
+        f"depth node benchmark: 640x480 rgb8 at {args.rate:g} Hz for {args.seconds:g} s, {r['model']}, "
+        f"network input {size}",
+        f"  machine       {platform.node()} {os.cpu_count()} CPUs "
+        f"({platform.processor() or platform.machine()}), no GPU",
+        f"  rate          in {r['input_hz']:.1f} Hz, out {r['output_hz']:.2f} Hz "
+        f"({r['frames_out']} of {r['frames_in']:.0f} frames), "
         f"dropped {100 * r['drop_rate']:.0f} % (stale frames replaced in the 1-slot mailbox)",
-        f"  latency       end-to-end p50 {r['e2e_p50_ms']:.0f} ms / p95 {r['e2e_p95_ms']:.0f} ms; in node (callback -> publish) "
+        f"  latency       end-to-end p50 {r['e2e_p50_ms']:.0f} ms / p95 {r['e2e_p95_ms']:.0f} ms; "
+        f"in node (callback -> publish) "
         f"p50 {r['node_latency_p50_ms']:.0f} / p95 {r['node_latency_p95_ms']:.0f} ms",
-        f"  model         predict p50 {r['model_p50_ms']:.0f} ms in the node, {r['standalone_predict_ms']:.0f} ms standalone",
-        f"  overhead      wall p50 {r['overhead_p50_ms']:.2f} ms / p95 {r['overhead_p95_ms']:.2f} ms per frame = {100 * ratio:.1f} % of model time; "
+        f"  model         predict p50 {r['model_p50_ms']:.0f} ms in the node, "
+        f"{r['standalone_predict_ms']:.0f} ms standalone",
+        f"  overhead      wall p50 {r['overhead_p50_ms']:.2f} ms / p95 {r['overhead_p95_ms']:.2f} ms per frame "
+        f"= {100 * ratio:.1f} % of model time; "
         f"CPU p50 {r['overhead_cpu_p50_ms']:.2f} ms / p95 {r['overhead_cpu_p95_ms']:.2f} ms = {100 * cpu_ratio:.1f} % "
         f"(targets: <= 3 ms and <= 10 %)",
     ])
@@ -189,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", help="untrained preset to time instead of the bundled model (tiny/small/paper)")
     parser.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="network input size")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads in the node (default 1: leaves a core for DDS on a shared 2-core CPU; 0 = torch default)")
+                        help="torch threads in the node (default 1: leaves a core for DDS on a shared 2-core CPU; "
+                             "0 = torch default)")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--publisher", action="store_true", help=argparse.SUPPRESS)

@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import shutil
-import sys
 from io import BytesIO
 from pathlib import Path
+import shutil
+import sys
 
 import cv2
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 from rosbags.rosbag2.storage_mcap import McapWriter, write_record, write_uint16, write_uint32, write_uint64
-from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys import get_typestore, Stores
 
 try:  # the same zstd binding rosbags uses
     from compression import zstd
@@ -99,7 +99,7 @@ def _load_frames() -> list[dict]:
 
 
 def _messages(store, frame: dict, stamp_ns: int) -> dict[str, object]:
-    """The three messages of one frame, all with the same header."""
+    """Build the three messages of one frame, all with the same header."""
     msg = store.types
     Header, Time = msg["std_msgs/msg/Header"], msg["builtin_interfaces/msg/Time"]
     Image, CameraInfo = msg["sensor_msgs/msg/Image"], msg["sensor_msgs/msg/CameraInfo"]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
+import sys
 from typing import Callable
 
 import numpy as np
@@ -32,6 +32,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     p.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
     p.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"), help="camera intrinsics")
     p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="network input size")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="torch (eager) | onnxruntime (the exported graph, built and cached on first use)")
     p.set_defaults(run=run_predict)
 
     _add_training_commands(sub)
@@ -39,7 +41,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
 
 
 def _add_training_commands(sub: argparse._SubParsersAction) -> None:
-    """train / eval / export live in the trainer and export modules (imported when used)."""
+    """Add the train / eval / export commands, which live in the trainer and export modules (imported when used)."""
     try:
         from .trainer import add_cli_commands
     except ImportError:  # trainer not built into this version
@@ -48,11 +50,12 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .image_io import colorize_depth, list_images, read_rgb, write_confidence_png, write_depth_png, write_rgb
+    from .image_io import list_images, read_rgb, write_confidence_png, write_depth_png, write_rgb
     from .predictor import Predictor
 
     images = list_images(args.inputs)
-    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, args.fp16 or None, args.input_size)
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, args.fp16 or None, args.input_size,
+                                          backend=args.backend)
     out = Path(args.out)
     for path in images:
         rgb = read_rgb(path)
@@ -60,7 +63,9 @@ def run_predict(args: argparse.Namespace) -> int:
         depth = result["depth"]
         write_depth_png(out / f"{path.stem}_depth.png", depth)
         write_confidence_png(out / f"{path.stem}_confidence.png", result["confidence"])
-        write_rgb(out / f"{path.stem}_preview.png", np.concatenate([rgb, colorize_depth(depth)], axis=1))
+        from .preview import depth_preview  # image | coloured depth | colour bar in metres
+
+        write_rgb(out / f"{path.stem}_preview.png", depth_preview(rgb, depth))
         print(f"{path.name}: depth {np.median(depth):.2f} m median ({depth.min():.2f}-{depth.max():.2f} m), "
               f"confidence {result['confidence'].mean():.2f} mean -> {out}/{path.stem}_*.png")
     return 0
@@ -72,7 +77,8 @@ def main(argv: list[str] | None = None, extend: Callable[[argparse._SubParsersAc
     if extend is not None:
         extend(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.run(args) or 0)
     except USER_ERRORS as err:

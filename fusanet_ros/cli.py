@@ -6,8 +6,8 @@ rclpy is imported only when a ROS command runs, so the core commands work withou
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+import sys
 
 from fusanet_core import cli as core_cli
 
@@ -24,17 +24,23 @@ def add_ros_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_launch(sub: argparse._SubParsersAction) -> None:
-    """`fusanet launch depth|eval`: one option per argument of the launch file (`--image-topic` for
-    `image_topic:=`), plus node parameter overrides, the DDS domain and a dry run."""
+    """Add `fusanet launch depth|eval`.
+
+    One option per argument of the launch file (`--image-topic` for `image_topic:=`), plus node
+    parameter overrides, the DDS domain and a dry run.
+    """
     from fusanet_ros.startup.eval_launch import eval_arguments
     from fusanet_ros.startup.launch_description import DEPTH_ARGUMENTS
 
-    p = sub.add_parser("launch", help="start a launch description's nodes as processes (like ros2 launch fusanet <name>.launch.py)",
+    p = sub.add_parser("launch",
+                       help="start a launch description's nodes as processes "
+                            "(like ros2 launch fusanet <name>.launch.py)",
                        description="Start the nodes of launch/<name>.launch.py as processes with the DDS setup of this "
                                    "machine (for pip installs, where ros2 launch does not exist).")
     names = p.add_subparsers(dest="launch_name", required=True, metavar="NAME")
     launches = (("depth", DEPTH_ARGUMENTS, "the depth node (launch/depth.launch.py)"),
-                ("eval", eval_arguments(), "bag player + depth node + evaluator, writes a report (launch/eval.launch.py)"))
+                ("eval", eval_arguments(),
+                 "bag player + depth node + evaluator, writes a report (launch/eval.launch.py)"))
     for name, arguments, help_text in launches:
         q = names.add_parser(name, help=help_text, description=f"Start {help_text}.")
         for arg in arguments:
@@ -50,7 +56,7 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
 
 def run_launch(args: argparse.Namespace) -> int:
     from fusanet_ros.startup.launch_description import depth_nodes, parse_param
-    from fusanet_ros.startup.runner import Runner, dds_env, run_foreground
+    from fusanet_ros.startup.runner import dds_env, run_foreground, Runner
 
     values = {arg.name: getattr(args, arg.name) for arg in args.launch_arguments}
     node_params = dict(parse_param(p) for p in args.param)

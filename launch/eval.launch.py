@@ -30,7 +30,8 @@ def _actions(context, *args, **kwargs):
         node = Node(**spec.launch_ros_kwargs())
         actions.append(node)
         if spec.name == "evaluator":  # the report is written: end the whole launch
-            actions.append(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=[EmitEvent(event=Shutdown())])))
+            actions.append(RegisterEventHandler(OnProcessExit(target_action=node,
+                                                              on_exit=[EmitEvent(event=Shutdown())])))
     if values["bag"]:
         # The player waits for a subscriber on each topic; only the depth node subscribes to the
         # colour camera_info, so nothing is played before its model is loaded.
@@ -40,5 +41,6 @@ def _actions(context, *args, **kwargs):
 
 
 def generate_launch_description():
-    arguments = [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description) for a in eval_arguments()]
+    arguments = [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description)
+                 for a in eval_arguments()]
     return LaunchDescription([*arguments, OpaqueFunction(function=_actions)])

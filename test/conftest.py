@@ -33,6 +33,21 @@ def sample_frame() -> dict:
     return {"rgb": rgb, "depth": depth, "intrinsics": (520.9, 521.0, 325.1, 249.7)}
 
 
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Write an untrained `tiny` checkpoint (seed 0) once per test session.
+
+    The node, launch and demo tests need a model that loads in a second, not a good one.
+    """
+    import fusanet_core
+    from fusanet_core.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = fusanet_core.preset_config("tiny")
+    path = tmp_path_factory.mktemp("tiny_checkpoint") / "tiny.pt"
+    return save_checkpoint(path, fusanet_core.build_model(cfg), cfg)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

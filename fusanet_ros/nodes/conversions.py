@@ -1,5 +1,6 @@
-"""numpy -> sensor_msgs writers without cv_bridge or sensor_msgs_py (neither installs from pip),
-plus the message -> numpy readers of `fusanet_core.msg_arrays`, re-exported so that the nodes have
+"""numpy -> sensor_msgs writers without cv_bridge or sensor_msgs_py (neither installs from pip).
+
+Also the message -> numpy readers of `fusanet_core.msg_arrays`, re-exported so that the nodes have
 one `conversions` module.
 
 The readers need no ROS and live in the core (datasets and bag evaluation use them on `rosbags`
@@ -17,20 +18,39 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from fusanet_core.msg_arrays import (COLOR_ENCODINGS, DEPTH_ENCODINGS, ENCODINGS, ConversionError, Intrinsics,
-                                     camera_info_intrinsics, check_camera_info_size, cloud_to_xyz, compressed_to_rgb,
-                                     image_to_array, image_to_depth, image_to_rgb, msg_field, pack_rgb, project_points,
-                                     read_cloud_fields, scale_intrinsics, sparse_depth_to_points, stamp_ns, unpack_rgb)
+from fusanet_core.msg_arrays import (
+    camera_info_intrinsics,
+    check_camera_info_size,
+    cloud_to_xyz,
+    COLOR_ENCODINGS,
+    compressed_to_rgb,
+    ConversionError,
+    DEPTH_ENCODINGS,
+    ENCODINGS,
+    image_to_array,
+    image_to_depth,
+    image_to_rgb,
+    Intrinsics,
+    msg_field,
+    pack_rgb,
+    project_points,
+    read_cloud_fields,
+    scale_intrinsics,
+    sparse_depth_to_points,
+    stamp_ns,
+    TooLargeError,
+    unpack_rgb,
+)
 
 __all__ = [
     # readers (fusanet_core.msg_arrays)
     "COLOR_ENCODINGS", "DEPTH_ENCODINGS", "ENCODINGS", "ConversionError", "Intrinsics", "camera_info_intrinsics",
     "check_camera_info_size", "cloud_to_xyz", "compressed_to_rgb", "image_to_array", "image_to_depth", "image_to_rgb",
     "pack_rgb", "project_points", "read_cloud_fields", "scale_intrinsics", "sparse_depth_to_points", "stamp_ns",
-    "unpack_rgb",
+    "TooLargeError", "unpack_rgb",
     # writers
-    "array_to_image", "depth_to_cloud", "depth_to_image", "make_camera_info", "points_to_cloud", "rgb_to_compressed",
-    "rgb_to_image", "scaled_camera_info",
+    "array_to_image", "depth_to_cloud", "depth_to_image", "make_camera_info", "output_camera_info", "points_to_cloud",
+    "rgb_to_compressed", "rgb_to_image", "scaled_camera_info",
 ]  # fmt: skip
 
 
@@ -66,12 +86,14 @@ def rgb_to_image(rgb: np.ndarray, encoding: str = "rgb8", header: Header | None 
     return array_to_image(np.ascontiguousarray(pixels), encoding, header)
 
 
-def rgb_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", header: Header | None = None, quality: int = 90) -> CompressedImage:
-    """CompressedImage (jpeg or png) from HxWx3 uint8 RGB."""
+def rgb_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", header: Header | None = None,
+                      quality: int = 90) -> CompressedImage:
+    """Encode HxWx3 uint8 RGB as a CompressedImage (jpeg or png)."""
     ext = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png"}.get(fmt)
     if ext is None:
         raise ConversionError(f"compressed format must be jpeg or png, got {fmt!r}")
-    ok, buf = cv2.imencode(ext, cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    flags = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext == ".jpg" else []  # PNG has no quality: cv2 would warn
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2BGR), flags)
     if not ok:
         raise ConversionError(f"could not encode a {rgb.shape} image as {fmt}")
     msg = CompressedImage()
@@ -83,7 +105,11 @@ def rgb_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", header: Header | None 
 
 
 def depth_to_image(depth_m: np.ndarray, encoding: str = "32FC1", header: Header | None = None) -> Image:
-    """Depth Image (REP 118): 32FC1 metres with NaN invalid, or 16UC1 millimetres with 0 invalid."""
+    """Make a depth Image (REP 117/118).
+
+    32FC1: metres as given (+Inf beyond range, -Inf too close, NaN invalid); 16UC1: millimetres,
+    where every non-finite or unrepresentable value becomes 0.
+    """
     depth = np.asarray(depth_m, dtype=np.float32)
     if encoding == "32FC1":
         return array_to_image(depth, encoding, header)
@@ -95,12 +121,14 @@ def depth_to_image(depth_m: np.ndarray, encoding: str = "32FC1", header: Header 
 
 
 # ---------------------------------------------------------------------------------- camera info
-def scaled_camera_info(msg: Any, width: int, height: int, source_size: tuple[int, int] | None = None, header: Header | None = None) -> CameraInfo:
-    """CameraInfo for an output of `width` x `height` with K and P rescaled.
+def scaled_camera_info(msg: Any, width: int, height: int, source_size: tuple[int, int] | None = None,
+                       header: Header | None = None) -> CameraInfo:
+    """Return the CameraInfo for an output of `width` x `height` with K and P rescaled.
 
     Args:
         msg: the input CameraInfo.
-        width, height: output size.
+        width: output width.
+        height: output height.
         source_size: (width, height) the intrinsics refer to; default msg.width/height.
         header: header of the output (default: the input's).
     """
@@ -117,7 +145,8 @@ def scaled_camera_info(msg: Any, width: int, height: int, source_size: tuple[int
     k = np.asarray(msg_field(msg, "k"), dtype=np.float64).reshape(3, 3).copy()
     p = np.asarray(msg_field(msg, "p"), dtype=np.float64).reshape(3, 4).copy()
     for mat in (k, p):
-        mat[0, 0], mat[1, 1], mat[0, 2], mat[1, 2] = scale_intrinsics((mat[0, 0], mat[1, 1], mat[0, 2], mat[1, 2]), sx, sy)
+        mat[0, 0], mat[1, 1], mat[0, 2], mat[1, 2] = scale_intrinsics(
+            (mat[0, 0], mat[1, 1], mat[0, 2], mat[1, 2]), sx, sy)
     p[0, 3] *= sx  # Tx = -fx * baseline scales with fx
     p[1, 3] *= sy
     out.k, out.p = k.reshape(9), p.reshape(12)
@@ -127,8 +156,38 @@ def scaled_camera_info(msg: Any, width: int, height: int, source_size: tuple[int
     return out
 
 
+def output_camera_info(msg: Any, intrinsics: Intrinsics, width: int, height: int, source_size: tuple[int, int],
+                       header: Header | None = None) -> CameraInfo:
+    """Return the CameraInfo of an image the node publishes: the rectified pinhole camera of `intrinsics`.
+
+    The published depth is a rectified image (the node undistorts raw input, or was told the
+    input needs none), so D is zero, R the identity and K equal to P's camera matrix, all rescaled
+    from `source_size` (width, height) to `width` x `height`. P's Tx/Ty (stereo baseline) are
+    kept, rescaled; binning and ROI are reset since the intrinsics are those of the output pixels.
+
+    Args:
+        msg: the input CameraInfo (for Tx/Ty of P).
+        intrinsics: (fx, fy, cx, cy) of the image the network saw, at `source_size`.
+        width: output width.
+        height: output height.
+        source_size: (width, height) that `intrinsics` refer to.
+        header: header of the output.
+    """
+    src_w, src_h = source_size
+    if src_w <= 0 or src_h <= 0:
+        raise ConversionError(f"cannot rescale a camera_info of size {src_w}x{src_h}")
+    sx, sy = width / src_w, height / src_h
+    out = make_camera_info(scale_intrinsics(intrinsics, sx, sy), width, height, header)
+    p_in = np.asarray(msg_field(msg, "p"), dtype=np.float64).reshape(-1)
+    if p_in.size == 12:
+        p = out.p.reshape(3, 4).copy()
+        p[0, 3], p[1, 3] = p_in[3] * sx, p_in[7] * sy  # Tx = -fx' * baseline scales with fx
+        out.p = p.reshape(12)
+    return out
+
+
 def make_camera_info(k: Intrinsics, width: int, height: int, header: Header | None = None) -> CameraInfo:
-    """A pinhole CameraInfo (no distortion) with K and P from (fx, fy, cx, cy)."""
+    """Make a pinhole CameraInfo (no distortion) with K and P from (fx, fy, cx, cy)."""
     fx, fy, cx, cy = (float(v) for v in k)
     msg = CameraInfo()
     if header is not None:
@@ -198,7 +257,8 @@ def depth_to_cloud(
 
 
 @functools.lru_cache(maxsize=8)
-def _rays(rows: int, cols: int, stride: int, fx: float, fy: float, cx: float, cy: float) -> tuple[np.ndarray, np.ndarray]:
+def _rays(rows: int, cols: int, stride: int, fx: float, fy: float, cx: float,
+          cy: float) -> tuple[np.ndarray, np.ndarray]:
     """Flattened (u - cx) / fx and (v - cy) / fy of the strided pixel grid (cached: same camera)."""
     u = np.arange(cols, dtype=np.float64) * stride
     v = np.arange(rows, dtype=np.float64) * stride
@@ -216,7 +276,8 @@ def points_to_cloud(xyz: np.ndarray, header: Header | None = None) -> PointCloud
     return _make_cloud(points, (1, len(xyz)), header, False, dense=bool(np.all(np.isfinite(xyz))))
 
 
-def _make_cloud(points: np.ndarray, shape: tuple[int, int], header: Header | None, with_rgb: bool, dense: bool) -> PointCloud2:
+def _make_cloud(points: np.ndarray, shape: tuple[int, int], header: Header | None, with_rgb: bool,
+                dense: bool) -> PointCloud2:
     """PointCloud2 from (N, 4) xyz+pad or (N, 8) xyz+pad+rgb+pad little-endian float32 rows."""
     msg = PointCloud2()
     if header is not None:

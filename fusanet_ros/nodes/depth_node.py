@@ -3,389 +3,257 @@
 Subscribes:
     image (sensor_msgs/Image rgb8|bgr8|rgba8|bgra8|mono8) or, with image_transport:=compressed,
         <resolved image topic>/compressed (sensor_msgs/CompressedImage)
-    camera_info (sensor_msgs/CameraInfo)
-    sparse_points (sensor_msgs/PointCloud2 in the camera optical frame, or with
-        sparse.type:=depth_image a sparse 16UC1/32FC1 Image): optional known depths that prime
-        the network (SLAM landmarks, LiDAR)
-Publishes (all with the input header):
-    depth (32FC1 metres, NaN invalid | 16UC1 mm, 0 invalid), depth/camera_info (K, P rescaled to the
-    output size), confidence (32FC1 in [0, 1]), points (PointCloud2 xyz[rgb]), salient_points
-    (PointCloud2 xyz of the network's salient points), /diagnostics (DiagnosticArray).
+    camera_info (sensor_msgs/CameraInfo of that image)
+    sparse_points (sensor_msgs/PointCloud2 in the image's optical frame or in sparse.frame_id with
+        sparse.extrinsic, or with sparse.type:=depth_image a sparse 16UC1/32FC1 Image): optional
+        known depths that prime the network (SLAM landmarks, LiDAR)
+Publishes (all with the input header), as camera pairs (image_transport / REP 118 layout):
+    depth/image (32FC1 metres: +Inf beyond max_depth, NaN invalid (REP 117) | 16UC1 mm, 0 invalid),
+    depth/camera_info and confidence/camera_info (the rectified camera at the output size: D = 0,
+    K = P rescaled), confidence/image (32FC1 in [0, 1]), points (PointCloud2 xyz[rgb]),
+    salient_points (PointCloud2 xyz of the network's salient points), /diagnostics.
 
-The node is thin: message -> array -> Predictor -> array -> message. Callbacks only store the latest
-message; one worker thread takes the latest frame from a single-slot mailbox, so a slow model drops
-stale frames (counted) instead of queueing them, and nothing grows without bound.
+The node is thin: message -> array -> (rectify) -> Predictor -> array -> message. Callbacks only
+store the latest message; one worker thread takes the latest frame from a single-slot mailbox, so
+a slow model drops stale frames (counted) instead of queueing them. `DepthCore` holds the whole
+pipeline; `DepthNode` (here) and `DepthLifecycleNode` (depth_lifecycle_node.py) only decide when
+its parts are set up and torn down.
 """
 
 from __future__ import annotations
 
-import math
+from pathlib import Path
 import sys
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
-import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+import numpy as np
+from rcl_interfaces.msg import SetParametersResult
+import rclpy
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from fusanet_core.geometry import scale_pixel
-from fusanet_core.metrics import timing_summary
-
 from fusanet_ros.nodes import conversions as conv
+from fusanet_ros.nodes.depth_settings import PARAMETERS, Settings, validate_settings
 from fusanet_ros.nodes.node_main import run_node
+from fusanet_ros.nodes.rectify import needs_rectification, Rectifier, topic_is_rectified
+from fusanet_ros.nodes.ros_common import declare_parameters, qos_overrides, reliable_qos, sensor_qos, ThrottledLog
+from fusanet_ros.nodes.worker import assess, Frame, LatestSlot, NodeStats, rate_window
 
 NODE_NAME = "depth_node"
-
-# name -> (default, description, changeable at runtime). Values that shape the model, the
-# subscriptions or the QoS need a restart and are declared read-only.
-PARAMETERS: dict[str, tuple[Any, str, bool]] = {
-    "checkpoint": ("", "FuSaNet checkpoint file; empty = the bundled model", False),
-    "device": ("auto", "auto | cpu | cuda | cuda:N", False),
-    "fp16": (False, "half precision (CUDA only)", False),
-    "input_size": ([0, 0], "network input [height, width]; [0, 0] = the checkpoint's", False),
-    "num_threads": (0, "torch CPU threads; 0 = torch's default", False),
-    "image_transport": ("raw", "raw: subscribe `image`; compressed: subscribe `<image>/compressed`", False),
-    "qos.reliability": ("best_effort", "input QoS: best_effort (sensor data, matches any publisher) | reliable", False),
-    "qos.depth": (2, "input and output queue depth (keep last)", False),
-    "sparse.type": ("cloud", "sparse_points message type: cloud (PointCloud2) | depth_image (16UC1/32FC1 Image)", False),
-    "diagnostics_period": (1.0, "seconds between /diagnostics messages", False),
-    "output_size": ([0, 0], "published [height, width]; [0, 0] = the input image size", True),
-    "output_encoding": ("32FC1", "depth encoding: 32FC1 (metres, NaN invalid) | 16UC1 (mm, 0 invalid)", True),
-    "max_depth": (10.0, "metres; deeper predictions are published as invalid", True),
-    "min_confidence": (0.0, "depth pixels with lower confidence are published as invalid", True),
-    "require_camera_info": (False, "true: skip frames until a valid camera_info arrived; false: publish depth "
-                                   "and confidence without intrinsics (no cloud, no depth/camera_info)", True),
-    "skip_when_unsubscribed": (True, "skip inference while no output topic has a subscriber", True),
-    "cloud.organized": (False, "true: image grid with NaN for invalid points; false: valid points only", True),
-    "cloud.stride": (4, "use every n-th pixel in both directions for `points`", True),
-    "cloud.min_confidence": (0.0, "pixels with lower confidence are left out of `points`", True),
-    "cloud.color": (True, "add packed rgb (point_step 32) to `points`", True),
-    "sparse.max_age": (0.5, "seconds between image and sparse-points stamps for the points to be used", True),
-    "sparse.max_points": (500, "cap on sparse points passed to the network (random subset)", True),
+MIN_IMAGE_SIDE = 16  # smaller frames are bad input, not a network failure
+# key -> (relative topic, type). Each image has its camera_info as sibling: <ns>/image + <ns>/camera_info.
+OUTPUTS: dict[str, tuple[str, type]] = {
+    "depth": ("depth/image", Image),
+    "depth_info": ("depth/camera_info", CameraInfo),
+    "confidence": ("confidence/image", Image),
+    "confidence_info": ("confidence/camera_info", CameraInfo),
+    "points": ("points", PointCloud2),
+    "salient_points": ("salient_points", PointCloud2),
 }
-OUTPUT_ENCODINGS = ("32FC1", "16UC1")
-BAD_INPUT_KINDS = ("bad_image", "bad_camera_info", "bad_sparse", "inference_errors")
-# Reported from the start (0 until something happens) so monitors see every key.
-COUNTERS = ("frames_in", "frames_out", "dropped", "skipped_no_subscribers", *BAD_INPUT_KINDS, "frames_without_camera_info",
-            "waiting_camera_info", "sparse_in", "sparse_points_used", "sparse_points_rejected", "sparse_stale")
+LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN, "ERROR": DiagnosticStatus.ERROR,
+          "STALE": DiagnosticStatus.STALE}
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Validated parameter values (see PARAMETERS)."""
+class BadInput(Exception):
+    """A frame refused for a reason counted under its own key (too_large, too_small)."""
 
-    checkpoint: str
-    device: str
-    fp16: bool
-    input_size: tuple[int, int] | None
-    num_threads: int
-    image_transport: str
-    qos_reliability: str
-    qos_depth: int
-    sparse_type: str
-    diagnostics_period: float
-    output_size: tuple[int, int] | None
-    output_encoding: str
-    max_depth: float
-    min_confidence: float
-    require_camera_info: bool
-    skip_when_unsubscribed: bool
-    cloud_organized: bool
-    cloud_stride: int
-    cloud_min_confidence: float
-    cloud_color: bool
-    sparse_max_age: float
-    sparse_max_points: int
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
-def _choice(values: dict[str, Any], name: str, options: tuple[str, ...]) -> str:
-    value = str(values[name])
-    if value not in options:
-        raise ValueError(f"parameter {name} must be one of {', '.join(options)}, got {value!r}")
-    return value
+class DepthCore:
+    """The depth pipeline, mixed into an rclpy Node (plain or lifecycle).
 
+    Set-up in this order, tear-down in reverse: `_configure` (parameters, model, worker,
+    diagnostics), `_open_outputs`, `_open_inputs`.
+    """
 
-def _number(values: dict[str, Any], name: str, low: float, high: float = math.inf, low_open: bool = False) -> float:
-    value = float(values[name])
-    ok = math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        bound = f"> {low}" if low_open else f">= {low}"
-        raise ValueError(f"parameter {name} must be {bound}" + (f" and <= {high}" if high < math.inf else "") + f", got {value}")
-    return value
+    _settings: Settings
 
-
-def _size(values: dict[str, Any], name: str, minimum: int) -> tuple[int, int] | None:
-    size = [int(v) for v in values[name]]
-    if len(size) != 2 or any(v < 0 for v in size):
-        raise ValueError(f"parameter {name} must be [height, width] (or [0, 0] for the default), got {size}")
-    if size == [0, 0]:
-        return None
-    if min(size) < minimum:
-        raise ValueError(f"parameter {name} must be [height, width] >= {minimum} (or [0, 0]), got {size}")
-    return size[0], size[1]
-
-
-def _device(value: str) -> str:
-    if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
-        return value
-    raise ValueError(f"parameter device must be auto, cpu, cuda or cuda:N, got {value!r}")
-
-
-def validate_settings(values: dict[str, Any]) -> Settings:
-    """Check every parameter; raises ValueError / FileNotFoundError naming the first bad one."""
-    checkpoint = str(values["checkpoint"])
-    if checkpoint and not Path(checkpoint).expanduser().is_file():
-        raise FileNotFoundError(f"parameter checkpoint: file not found: {checkpoint}")
-    return Settings(
-        checkpoint=checkpoint,
-        device=_device(str(values["device"])),
-        fp16=bool(values["fp16"]),
-        input_size=_size(values, "input_size", 32),
-        num_threads=int(_number(values, "num_threads", 0)),
-        image_transport=_choice(values, "image_transport", ("raw", "compressed")),
-        qos_reliability=_choice(values, "qos.reliability", ("best_effort", "reliable")),
-        qos_depth=int(_number(values, "qos.depth", 1, 100)),
-        sparse_type=_choice(values, "sparse.type", ("cloud", "depth_image")),
-        diagnostics_period=_number(values, "diagnostics_period", 0, 3600, low_open=True),
-        output_size=_size(values, "output_size", 2),
-        output_encoding=_choice(values, "output_encoding", OUTPUT_ENCODINGS),
-        max_depth=_number(values, "max_depth", 0, low_open=True),
-        min_confidence=_number(values, "min_confidence", 0, 1),
-        require_camera_info=bool(values["require_camera_info"]),
-        skip_when_unsubscribed=bool(values["skip_when_unsubscribed"]),
-        cloud_organized=bool(values["cloud.organized"]),
-        cloud_stride=int(_number(values, "cloud.stride", 1, 64)),
-        cloud_min_confidence=_number(values, "cloud.min_confidence", 0, 1),
-        cloud_color=bool(values["cloud.color"]),
-        sparse_max_age=_number(values, "sparse.max_age", 0),
-        sparse_max_points=int(_number(values, "sparse.max_points", 1, 100000)),
-    )
-
-
-class LatestSlot:
-    """Single-slot mailbox: `put` replaces the waiting item (the caller counts it as dropped)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: Any = None
-        self._closed = False
-
-    def put(self, item: Any) -> bool:
-        """Store `item`; True when an unprocessed item was replaced (a dropped frame)."""
-        with self._cond:
-            replaced = self._item is not None
-            self._item = item
-            self._cond.notify()
-            return replaced
-
-    def take(self) -> Any:
-        """Wait for an item; None once closed."""
-        with self._cond:
-            while self._item is None and not self._closed:
-                self._cond.wait()
-            item, self._item = self._item, None
-            return item
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._item = None
-            self._cond.notify_all()
-
-
-class NodeStats:
-    """Thread-safe counters and bounded timing windows for /diagnostics."""
-
-    WINDOW = 300  # frames kept for percentiles
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self.timings: dict[str, deque[float]] = {k: deque(maxlen=self.WINDOW) for k in ("latency", "model", "overhead", "overhead_cpu")}
-        self.last_bad = ""
-        self._last_counts = (0, 0, 0)
-        self._last_time = time.monotonic()
-
-    def count(self, name: str, n: int = 1) -> None:
-        with self._lock:
-            self.counters[name] = self.counters.get(name, 0) + n
-
-    def bad(self, kind: str, reason: str) -> None:
-        with self._lock:
-            self.counters[kind] = self.counters.get(kind, 0) + 1
-            self.last_bad = f"{kind}: {reason}"
-
-    def timing(self, latency: float, model: float, overhead: float, overhead_cpu: float) -> None:
-        """Seconds of one served frame: receive -> publish, predict, everything else (wall, CPU)."""
-        with self._lock:
-            self.counters["frames_out"] = self.counters.get("frames_out", 0) + 1
-            for name, value in (("latency", latency), ("model", model), ("overhead", overhead), ("overhead_cpu", overhead_cpu)):
-                self.timings[name].append(value)
-
-    def snapshot(self) -> dict[str, Any]:
-        """Counters, rates since the previous snapshot and p50/p95 of the timing windows (ms)."""
-        with self._lock:
-            now = time.monotonic()
-            counts = dict(self.counters)
-            span = max(now - self._last_time, 1e-6)
-            bad_total = sum(counts.get(k, 0) for k in BAD_INPUT_KINDS)
-            frames_in, frames_out = counts.get("frames_in", 0), counts.get("frames_out", 0)
-            rates = {"input_rate_hz": (frames_in - self._last_counts[0]) / span,
-                     "output_rate_hz": (frames_out - self._last_counts[1]) / span,
-                     "bad_inputs_in_period": bad_total - self._last_counts[2]}
-            self._last_counts, self._last_time = (frames_in, frames_out, bad_total), now
-            for name, values in self.timings.items():
-                stats = timing_summary(np.asarray(values, dtype=np.float64) * 1000.0)
-                rates[f"{name}_p50_ms"], rates[f"{name}_p95_ms"] = stats["p50"], stats["p95"]
-            return {**counts, **rates, "last_bad_input": self.last_bad}
-
-
-@dataclass
-class Frame:
-    """One received image waiting for the worker."""
-
-    msg: Any
-    compressed: bool
-    received: float  # time.perf_counter() in the callback
-
-
-class DepthNode(Node):
-    """The FuSaNet depth node (see the module docstring)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **kwargs)
-        self._declare_parameters()
-        self._settings = validate_settings(self._parameter_values())
+    # ------------------------------------------------------------------------- set-up
+    def _init_core(self: Any) -> None:
         self._stats = NodeStats()
-        self._log_times: dict[str, float] = {}
+        self._log = ThrottledLog(self)
+        self._pub: dict[str, Any] = {}
+        self._subs: list[Any] = []
         self._camera_info: Any = None
         self._sparse: Any = None
+        self._last_stamp: int | None = None
         self._rng = np.random.default_rng(0)
-        self._predictor, self._model_name = self._load_predictor(self._settings)
-        self._create_publishers()
+        self._rectifier = Rectifier()
+        self._predictor: Any = None
+        self._model_name = ""
+        self._slot = LatestSlot()
+        self._worker: threading.Thread | None = None
+        self._diag_pub: Any = None
+        self._diag_timer: Any = None
+        self._param_callback: Any = None
+        self._image_topic = ""
+        self._serving = False  # inputs open: frames are processed and outputs published
+
+    def _configure(self: Any) -> None:
+        """Parameters, model (with warm-up), worker thread and diagnostics."""
+        self._settings = validate_settings(declare_parameters(self, PARAMETERS))
+        self._predictor, self._model_name = load_predictor(self._settings)
         self._slot = LatestSlot()
         self._worker = threading.Thread(target=self._work, name="fusanet_inference", daemon=True)
         self._worker.start()
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        # Subscriptions last: a matched subscriber means the model is loaded and frames will be served.
-        self._create_subscriptions()
+        if self._param_callback is None:
+            self._param_callback = self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10,
+                                               qos_overriding_options=qos_overrides())
         self._diag_timer = self.create_timer(self._settings.diagnostics_period, self._publish_diagnostics)
+
+    def _open_outputs(self: Any, create: Callable[..., Any]) -> None:
+        """Create the publishers with `create` (create_publisher, or create_lifecycle_publisher)."""
+        self._pub = {key: create(msg_type, topic, reliable_qos(), qos_overriding_options=qos_overrides())
+                     for key, (topic, msg_type) in OUTPUTS.items()}
+
+    def _open_inputs(self: Any) -> None:
+        """Subscriptions: last, since a matched subscriber means frames will be served."""
         s = self._settings
-        self.get_logger().info(
-            f"ready: {self._model_name} on {self._predictor.device}, network input {self._predictor.input_size[0]}x"
-            f"{self._predictor.input_size[1]}, image {self._image_topic} ({s.image_transport}, {s.qos_reliability})")
-
-    # ---------------------------------------------------------------------------- set-up
-    def _declare_parameters(self) -> None:
-        for name, (default, description, runtime) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=not runtime))
-
-    def _parameter_values(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        values = {name: self.get_parameter(name).value for name in PARAMETERS}
-        values.update(overrides or {})
-        return values
-
-    def _load_predictor(self, s: Settings) -> tuple[Any, str]:
-        import torch  # imported here so that parameter errors are reported before the slow import
-
-        from fusanet_core.predictor import Predictor, default_checkpoint
-
-        if s.num_threads:
-            torch.set_num_threads(s.num_threads)
-        path = Path(s.checkpoint).expanduser() if s.checkpoint else default_checkpoint()
-        predictor = Predictor.from_checkpoint(path, s.device, s.fp16 or None, s.input_size)
-        # Warm-up: the first forward pass allocates and picks kernels (seconds on CPU); pay it
-        # before subscribing so that the first real frame is served at normal speed.
-        height, width = predictor.input_size
-        predictor.predict(np.zeros((height, width, 3), np.uint8), (width, width, width / 2, height / 2),
-                          np.array([[width / 2, height / 2, 1.0]], np.float32))
-        return predictor, f"{path.name} ({predictor.cfg.preset})"
-
-    def _create_publishers(self) -> None:
-        qos = QoSProfile(depth=self._settings.qos_depth, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
-        self._pub = {
-            "depth": self.create_publisher(Image, "depth", qos),
-            "confidence": self.create_publisher(Image, "confidence", qos),
-            "camera_info": self.create_publisher(CameraInfo, "depth/camera_info", qos),
-            "points": self.create_publisher(PointCloud2, "points", qos),
-            "salient_points": self.create_publisher(PointCloud2, "salient_points", qos),
-        }
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-
-    def _create_subscriptions(self) -> None:
-        s = self._settings
-        reliability = ReliabilityPolicy.RELIABLE if s.qos_reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
-        qos = QoSProfile(depth=s.qos_depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
         if s.image_transport == "compressed":
             # image_transport's naming: the compressed stream of `image` lives at <image>/compressed,
             # so resolve (and remap) `image` first.
             self._image_topic = self.resolve_topic_name("image") + "/compressed"
-            self.create_subscription(CompressedImage, self._image_topic, lambda m: self._on_image(m, True), qos)
+            image = (CompressedImage, self._image_topic, lambda m: self._on_image(m, True))
         else:
             self._image_topic = self.resolve_topic_name("image")
-            self.create_subscription(Image, "image", lambda m: self._on_image(m, False), qos)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
-        sparse_type = PointCloud2 if s.sparse_type == "cloud" else Image
-        self.create_subscription(sparse_type, "sparse_points", self._on_sparse, qos)
+            image = (Image, "image", lambda m: self._on_image(m, False))
+        inputs = [image, (CameraInfo, "camera_info", self._on_camera_info),
+                  (PointCloud2 if s.sparse_type == "cloud" else Image, "sparse_points", self._on_sparse)]
+        # A profile per subscription: rclpy writes a topic's qos_overrides into the profile object.
+        self._subs = [self.create_subscription(msg_type, topic, callback, sensor_qos(),
+                                               qos_overriding_options=qos_overrides())
+                      for msg_type, topic, callback in inputs]
+        self._serving = True
+
+    def _close_inputs(self: Any) -> None:
+        """Stop serving: no new frame is taken, the waiting one is forgotten."""
+        self._serving = False
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        self._slot.clear()
+
+    def _close_outputs(self: Any, destroy: Callable[[Any], Any]) -> None:
+        for pub in self._pub.values():
+            destroy(pub)
+        self._pub = {}
+
+    def _stop_worker(self: Any) -> None:
+        """Stop the worker thread (the frame in progress finishes)."""
+        self._serving = False
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+        self._worker = None
+
+    def _unconfigure(self: Any) -> None:
+        """Stop the worker, drop the model and the diagnostics."""
+        self._stop_worker()
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self.destroy_publisher(self._diag_pub)
+        self._diag_timer = self._diag_pub = None
+        self._predictor = None
+
+    def _ready_text(self: Any) -> str:
+        p = self._predictor
+        return (f"ready: {self._model_name} on {p.device}, network input {p.input_size[0]}x{p.input_size[1]}, "
+                f"image {self._image_topic} ({self._settings.image_transport})")
 
     # ------------------------------------------------------------------------- callbacks
-    def _on_image(self, msg: Any, compressed: bool) -> None:
+    def _on_image(self: Any, msg: Any, compressed: bool) -> None:
         """Store the frame for the worker; never blocks on inference."""
-        self._stats.count("frames_in")
-        if self._settings.skip_when_unsubscribed and not any(p.get_subscription_count() for p in self._pub.values()):
+        self._stats.frame_in()
+        self._check_stamp(msg.header)
+        if self._idle():
             self._stats.count("skipped_no_subscribers")
             return
         if self._slot.put(Frame(msg, compressed, time.perf_counter())):
             self._stats.count("dropped")
 
-    def _on_camera_info(self, msg: CameraInfo) -> None:
+    def _idle(self: Any) -> bool:
+        """Tell (and report) whether skip_when_unsubscribed applies: no output has a subscriber."""
+        idle = self._settings.skip_when_unsubscribed and not any(p.get_subscription_count() for p in self._pub.values())
+        self._stats.idle = idle
+        return idle
+
+    def _check_stamp(self: Any, header: Any) -> None:
+        """Flag a zero stamp or one older than the previous image's.
+
+        The frame is still served: a driver without time sync still gives useful depth, but
+        pairing by stamp downstream will fail, so it is counted and warned about.
+        """
+        stamp = conv.stamp_ns(header)
+        if stamp == 0:
+            self._bad("stamp_zero", "image stamp is 0 (driver not stamping?); outputs carry it too")
+        elif self._last_stamp is not None and stamp < self._last_stamp:
+            self._bad("stamp_backwards", f"image stamp {stamp * 1e-9:.3f} s is before the previous one "
+                                         f"({self._last_stamp * 1e-9:.3f} s): bag loop or clock jump?")
+        self._last_stamp = stamp
+
+    def _on_camera_info(self: Any, msg: CameraInfo) -> None:
         self._camera_info = msg
 
-    def _on_sparse(self, msg: Any) -> None:
+    def _on_sparse(self: Any, msg: Any) -> None:
         self._stats.count("sparse_in")
         self._sparse = msg
 
-    def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+    def _on_set_parameters(self: Any, params: list[Any]) -> SetParametersResult:
         """Validate runtime changes as a whole; apply them only when all are valid."""
+        ours = {p.name: p.value for p in params if p.name in PARAMETERS}
+        if not ours:  # e.g. qos_overrides declared while creating a publisher
+            return SetParametersResult(successful=True)
+        values = {name: self.get_parameter(name).value for name in PARAMETERS}
         try:
-            new = validate_settings(self._parameter_values({p.name: p.value for p in params}))
+            new = validate_settings({**values, **ours})
         except (ValueError, FileNotFoundError) as err:
             return SetParametersResult(successful=False, reason=str(err))
         self._settings = new  # one reference swap: the worker reads settings once per frame
         return SetParametersResult(successful=True)
 
     # ---------------------------------------------------------------------------- worker
-    def _work(self) -> None:
+    def _work(self: Any) -> None:
         while (frame := self._slot.take()) is not None:
+            if not self._serving:
+                continue
             try:
                 self._process(frame)
+            except BadInput as err:
+                self._bad(err.kind, str(err))
+            except conv.TooLargeError as err:
+                self._bad("too_large", str(err))
             except conv.ConversionError as err:
                 self._bad("bad_image", str(err))
             except Exception as err:  # noqa: BLE001 - one broken frame must not stop the node
                 if not self.context.ok():
                     return  # shutting down: publishers are gone, nothing to report
-                self._bad("inference_errors", f"{type(err).__name__}: {err}")
+                reason = f"{type(err).__name__}: {err}"
+                self._stats.failed(reason)
+                in_a_row = self._stats.consecutive_failures
+                self._log.warning("inference_errors", f"inference failed ({in_a_row} in a row): {reason}")
 
-    def _process(self, frame: Frame) -> None:
+    def _process(self: Any, frame: Frame) -> None:
         s = self._settings
         start, start_cpu = time.perf_counter(), time.thread_time()
-        rgb = conv.compressed_to_rgb(frame.msg) if frame.compressed else conv.image_to_rgb(frame.msg)
+        rgb = decode(frame, s.max_input_pixels)
         height, width = rgb.shape[:2]
         info, k = self._intrinsics(width, height)
         if k is None and s.require_camera_info:
             self._stats.count("waiting_camera_info")
-            self._log_throttled("waiting_camera_info", "no valid camera_info yet: frame skipped (require_camera_info is true)")
+            self._log.warning("waiting_camera_info",
+                              "no valid camera_info yet: frame skipped (require_camera_info is true)")
             return
-        points = self._sparse_points(frame.msg.header, k, width, height, s)
+        rgb, rotation = self._rectify(rgb, info, s)
+        points = self._sparse_points(frame.msg.header, k, rotation, width, height, s)
         t_model, t_model_cpu = time.perf_counter(), time.thread_time()
         result = self._predictor.predict(rgb, k, points)
         model_time, model_cpu = time.perf_counter() - t_model, time.thread_time() - t_model_cpu
@@ -393,9 +261,10 @@ class DepthNode(Node):
         done, done_cpu = time.perf_counter(), time.thread_time()
         # Overhead = everything but predict, as wall time (what a robot waits) and as this thread's
         # CPU time (what the node costs, without time lost to other processes on a shared CPU).
-        self._stats.timing(done - frame.received, model_time, (done - start) - model_time, (done_cpu - start_cpu) - model_cpu)
+        self._stats.timing(done - frame.received, model_time, (done - start) - model_time,
+                           (done_cpu - start_cpu) - model_cpu)
 
-    def _intrinsics(self, width: int, height: int) -> tuple[Any, conv.Intrinsics | None]:
+    def _intrinsics(self: Any, width: int, height: int) -> tuple[Any, conv.Intrinsics | None]:
         """Latest camera_info and its (fx, fy, cx, cy), or (None, None) when missing or bad."""
         info = self._camera_info
         if info is None:
@@ -408,7 +277,24 @@ class DepthNode(Node):
             self._bad("bad_camera_info", str(err))
             return None, None
 
-    def _sparse_points(self, header: Any, k: conv.Intrinsics | None, width: int, height: int, s: Settings) -> np.ndarray | None:
+    def _rectify(self: Any, rgb: np.ndarray, info: Any, s: Settings) -> tuple[np.ndarray, np.ndarray | None]:
+        """Remap the image into the rectified camera P; returns it and R (raw -> rectified) when remapped.
+
+        rectify:=auto remaps a raw image (topic name without 'rect') whose camera_info has
+        distortion, a rotation or P != K; the depth then matches the published camera_info.
+        """
+        if info is None or s.rectify == "off" or topic_is_rectified(self._image_topic) or not needs_rectification(info):
+            return rgb, None
+        try:
+            rectified = self._rectifier.rectify(rgb, info)
+        except conv.ConversionError as err:
+            self._bad("bad_camera_info", f"{err}; frame used unrectified")
+            return rgb, None
+        self._stats.count("frames_rectified")
+        return rectified, self._rectifier.rotation(info)
+
+    def _sparse_points(self: Any, header: Any, k: conv.Intrinsics | None, rotation: np.ndarray | None,
+                       width: int, height: int, s: Settings) -> np.ndarray | None:
         """(u, v, z) of the latest sparse message within max_age of the image, or None."""
         msg = self._sparse
         if msg is None:
@@ -417,24 +303,32 @@ class DepthNode(Node):
             self._stats.count("sparse_stale")
             return None
         try:
-            uvz, dropped = self._sparse_to_uvz(msg, k, width, height, s)
+            uvz, dropped = self._sparse_to_uvz(msg, header, k, rotation, width, height, s)
+        except BadInput as err:
+            self._bad(err.kind, str(err))
+            return None
         except conv.ConversionError as err:
             self._bad("bad_sparse", str(err))
             return None
         if dropped:
             self._stats.count("sparse_points_rejected", dropped)
-            self._log_throttled("sparse_rejected", f"{dropped} sparse points dropped (NaN, behind the camera or out of frame)")
+            self._log.warning("sparse_rejected",
+                              f"{dropped} sparse points dropped (NaN, behind the camera or out of frame)")
         if len(uvz) > s.sparse_max_points:
             uvz = uvz[self._rng.choice(len(uvz), s.sparse_max_points, replace=False)]
         self._stats.count("sparse_points_used", len(uvz))
         return uvz
 
     @staticmethod
-    def _sparse_to_uvz(msg: Any, k: conv.Intrinsics | None, width: int, height: int, s: Settings) -> tuple[np.ndarray, int]:
+    def _sparse_to_uvz(msg: Any, header: Any, k: conv.Intrinsics | None, rotation: np.ndarray | None,
+                       width: int, height: int, s: Settings) -> tuple[np.ndarray, int]:
         if s.sparse_type == "cloud":
             if k is None:
                 raise conv.ConversionError("sparse point cloud needs a valid camera_info to be projected")
-            return conv.project_points(conv.cloud_to_xyz(msg, skip_nans=False), k, width, height)
+            xyz = sparse_cloud_in_camera(msg, str(header.frame_id), s)
+            if rotation is not None:
+                xyz = xyz @ rotation.T  # the raw camera's points, seen from the rectified camera
+            return conv.project_points(xyz, k, width, height)
         uvz = conv.sparse_depth_to_points(msg)
         sx, sy = width / int(msg.width), height / int(msg.height)
         uvz[:, 0] = scale_pixel(uvz[:, 0], sx)  # sparse image at another size: same field of view
@@ -442,7 +336,8 @@ class DepthNode(Node):
         return uvz, 0
 
     # --------------------------------------------------------------------------- outputs
-    def _publish(self, header: Any, rgb: np.ndarray, info: Any, k: conv.Intrinsics | None, result: dict[str, Any], s: Settings) -> None:
+    def _publish(self: Any, header: Any, rgb: np.ndarray, info: Any, k: conv.Intrinsics | None,
+                 result: dict[str, Any], s: Settings) -> None:
         height, width = rgb.shape[:2]
         depth, conf = result["depth"], result["confidence"]
         out_h, out_w = s.output_size or (height, width)
@@ -450,12 +345,7 @@ class DepthNode(Node):
             interp = cv2.INTER_AREA if out_h < height and out_w < width else cv2.INTER_LINEAR
             depth, conf = (cv2.resize(a, (out_w, out_h), interpolation=interp) for a in (depth, conf))
             rgb = cv2.resize(rgb, (out_w, out_h), interpolation=interp)
-        invalid = ~(depth > 0)  # also NaN; the predictor's arrays are ours to modify in place
-        invalid |= depth > s.max_depth
-        if s.min_confidence > 0:
-            invalid |= conf < s.min_confidence
-        if invalid.any():  # usually none: skip the masked write
-            depth[invalid] = np.nan
+        mark_invalid(depth, conf, s.max_depth, s.min_confidence)
         wanted = {name for name, pub in self._pub.items() if pub.get_subscription_count()}  # build only what is read
         if "depth" in wanted:
             self._pub["depth"].publish(conv.depth_to_image(depth, s.output_encoding, header))
@@ -464,42 +354,151 @@ class DepthNode(Node):
         if k is None:
             return
         k_out = conv.scale_intrinsics(k, out_w / width, out_h / height)
-        if "camera_info" in wanted:
-            self._pub["camera_info"].publish(conv.scaled_camera_info(info, out_w, out_h, (width, height), header))
+        if wanted & {"depth_info", "confidence_info"}:
+            camera = conv.output_camera_info(info, k, out_w, out_h, (width, height), header)
+            for key in wanted & {"depth_info", "confidence_info"}:
+                self._pub[key].publish(camera)
         if "points" in wanted:
             cloud = conv.depth_to_cloud(depth, k_out, header, rgb if s.cloud_color else None, conf,
                                         s.cloud_min_confidence, s.cloud_stride, s.cloud_organized)
             self._pub["points"].publish(cloud)
         if "salient_points" in wanted:
-            self._pub["salient_points"].publish(conv.points_to_cloud(_back_project(result["salient_points"], k), header))
+            salient = _back_project(result["salient_points"], k)
+            self._pub["salient_points"].publish(conv.points_to_cloud(salient, header))
 
-    def _publish_diagnostics(self) -> None:
-        snap = self._stats.snapshot()
-        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: depth inference", hardware_id=str(self._predictor.device))
-        status.level, status.message = _diagnostic_level(snap)
-        values = {"device": str(self._predictor.device), "model": self._model_name,
-                  "network_input": "x".join(map(str, self._predictor.input_size)), **snap}
+    def _publish_diagnostics(self: Any) -> None:
+        s = self._settings
+        if self._serving:
+            self._idle()  # refresh: subscribers may have come or gone without a frame arriving
+        snap = self._stats.snapshot(rate_window(s.expected_rate))
+        inactive = ("OK", "inactive: not subscribed to images")
+        level, message = assess(snap, s.expected_rate) if self._serving else inactive
+        device = str(self._predictor.device)
+        status = DiagnosticStatus(name=diagnostic_name(self.get_fully_qualified_name()),
+                                  hardware_id=hardware_id(device), level=LEVELS[level], message=message)
+        values = {"device": device, "model": self._model_name,
+                  "network_input": "x".join(map(str, self._predictor.input_size)),
+                  "expected_rate_hz": s.expected_rate, **snap}
         status.values = [KeyValue(key=key, value=_format(value)) for key, value in values.items()]
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)
 
     # --------------------------------------------------------------------------- helpers
-    def _bad(self, kind: str, reason: str) -> None:
+    def _bad(self: Any, kind: str, reason: str) -> None:
         """Count a bad input and log it, at most every few seconds per kind."""
-        self._stats.bad(kind, reason)
-        self._log_throttled(kind, f"{kind.replace('_', ' ')} ({self._stats.counters.get(kind, 0)} so far): {reason}")
+        count = self._stats.bad(kind, reason)
+        self._log.warning(kind, f"{kind.replace('_', ' ')} ({count} so far): {reason}")
 
-    def _log_throttled(self, key: str, text: str, period: float = 5.0) -> None:
-        now = time.monotonic()
-        if now - self._log_times.get(key, -math.inf) >= period:
-            self._log_times[key] = now
-            self.get_logger().warning(text)
+
+class DepthNode(DepthCore, Node):
+    """The FuSaNet depth node (see the module docstring): everything is set up at construction."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._init_core()
+        self._configure()
+        self._open_outputs(self.create_publisher)
+        self._open_inputs()
+        self.get_logger().info(self._ready_text())
 
     def stop(self) -> None:
-        """Stop the worker (the frame in progress finishes)."""
-        self._slot.close()
-        self._worker.join(timeout=10.0)
+        """Stop the worker (the frame in progress finishes); destroy_node() frees the rest."""
+        self._stop_worker()
+
+
+# ------------------------------------------------------------------------------- functions
+def load_predictor(s: Settings) -> tuple[Any, str]:
+    """Load and warm up the Predictor of the settings; returns it and a "file (preset)" name for logs."""
+    import torch  # imported here so that parameter errors are reported before the slow import
+
+    from fusanet_core.predictor import default_checkpoint, Predictor
+
+    if s.num_threads:
+        torch.set_num_threads(s.num_threads)
+    path = Path(s.checkpoint).expanduser() if s.checkpoint else default_checkpoint()
+    predictor = Predictor.from_checkpoint(path, s.device, s.fp16 or None, s.input_size, backend=s.backend)
+    if s.backend == "onnxruntime":
+        predictor.onnx_sessions()  # both graphs (with and without points): export and check take ~20 s once
+    # Warm-up: the first forward pass allocates and picks kernels (seconds on CPU); pay it
+    # before subscribing so that the first real frame is served at normal speed.
+    height, width = predictor.input_size
+    predictor.predict(np.zeros((height, width, 3), np.uint8), (width, width, width / 2, height / 2),
+                      np.array([[width / 2, height / 2, 1.0]], np.float32))
+    return predictor, f"{path.name} ({predictor.cfg.preset})"
+
+
+def decode(frame: Frame, max_pixels: int) -> np.ndarray:
+    """HxWx3 RGB of a received frame; sizes are checked before the pixels are touched.
+
+    Raises:
+        conv.ConversionError: malformed or undecodable (conv.TooLargeError: above max_input_pixels).
+        BadInput: too_small, a side below MIN_IMAGE_SIDE.
+    """
+    msg = frame.msg
+    to_rgb = conv.compressed_to_rgb if frame.compressed else conv.image_to_rgb
+    rgb = to_rgb(msg, max_pixels=max_pixels)
+    height, width = rgb.shape[:2]
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise BadInput("too_small", f"{width}x{height} image is below the minimum side of {MIN_IMAGE_SIDE} px")
+    return rgb
+
+
+def mark_invalid(depth: np.ndarray, conf: np.ndarray, max_depth: float, min_confidence: float) -> None:
+    """Mark depth in place as REP 117 asks.
+
+    +Inf beyond `max_depth` (lets costmaps clear free space); NaN for non-positive, NaN or
+    low-confidence depth (unknown, even when beyond range).
+    """
+    invalid = ~(depth > 0)  # NaN too; computed before +Inf is written
+    if min_confidence > 0:
+        invalid |= conf < min_confidence
+    far = depth > max_depth
+    if far.any():  # usually none: skip the masked writes
+        depth[far] = np.inf
+    if invalid.any():
+        depth[invalid] = np.nan
+
+
+def sparse_cloud_in_camera(msg: Any, camera_frame: str, s: Settings) -> np.ndarray:
+    """(N, 3) points of a sparse cloud in the camera optical frame.
+
+    Without tf2 (not installable from pip) the node can only take points already in the image's
+    frame, or in `sparse.frame_id` through the static `sparse.extrinsic`.
+
+    Raises:
+        BadInput: sparse_wrong_frame, the cloud's frame is neither.
+    """
+    frame = str(msg.header.frame_id)
+    xyz = conv.cloud_to_xyz(msg, skip_nans=False)
+    if frame == camera_frame:
+        return xyz
+    if s.sparse_extrinsic is not None and frame == s.sparse_frame_id:
+        return s.sparse_extrinsic.apply(xyz).astype(np.float32)
+    if frame == s.sparse_frame_id:
+        hint = "sparse.extrinsic is empty"
+    elif s.sparse_frame_id:
+        hint = f"sparse.frame_id is {s.sparse_frame_id!r}"
+    else:
+        hint = "set sparse.frame_id and sparse.extrinsic to use it"
+    raise BadInput("sparse_wrong_frame", f"sparse cloud in frame {frame!r}, image in {camera_frame!r}: {hint}")
+
+
+def diagnostic_name(fully_qualified_name: str) -> str:
+    """Name a DiagnosticStatus as diagnostic_updater does: '<node>: <task>', no leading '/'."""
+    return f"{fully_qualified_name.lstrip('/')}: depth inference"
+
+
+def hardware_id(device: str) -> str:
+    """'cpu', or 'cuda:0 NVIDIA ...' with the GPU's name."""
+    if device.startswith("cuda"):
+        try:
+            import torch
+
+            return f"{device} {torch.cuda.get_device_name(torch.device(device))}"
+        except Exception:  # noqa: BLE001 - a name is nice to have, not worth a failure
+            return device
+    return device
 
 
 def _back_project(uvz: np.ndarray, k: conv.Intrinsics) -> np.ndarray:
@@ -509,15 +508,9 @@ def _back_project(uvz: np.ndarray, k: conv.Intrinsics) -> np.ndarray:
     return np.stack([(uvz[:, 0] - cx) * z / fx, (uvz[:, 1] - cy) * z / fy, z], axis=1)
 
 
-def _diagnostic_level(snap: dict[str, Any]) -> tuple[bytes, str]:
-    if snap["bad_inputs_in_period"]:
-        return DiagnosticStatus.WARN, f"{snap['bad_inputs_in_period']} bad input(s) in the last period; last: {snap['last_bad_input']}"
-    if not snap.get("frames_in"):
-        return DiagnosticStatus.OK, "waiting for images"
-    return DiagnosticStatus.OK, f"{snap['output_rate_hz']:.1f} Hz out, latency p50 {snap['latency_p50_ms']:.0f} ms"
-
-
 def _format(value: Any) -> str:
+    if value is None:
+        return ""
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 

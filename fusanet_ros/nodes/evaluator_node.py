@@ -1,13 +1,13 @@
 """`evaluator_node`: live accuracy, latency and drops of a depth node against ground-truth depth.
 
-Subscribes:
-    depth (sensor_msgs/Image 32FC1 metres, NaN invalid | 16UC1 mm, 0 invalid): the predictions,
-        each carrying the header (stamp) of its input image
+Subscribes (all best effort, QoS overridable with qos_overrides./<topic>.subscription.<policy>):
+    depth/image (sensor_msgs/Image 32FC1 metres, NaN invalid, +Inf beyond range | 16UC1 mm, 0
+        invalid): the predictions, each carrying the header (stamp) of its input image
     ground_truth (16UC1/mono16 times `gt_depth_scale`, or 32FC1 metres): reference depth
     image (sensor_msgs/Image): the depth node's input, for latency (prediction arrival minus
         input arrival, both measured here on one clock) and drops (inputs that never got a
         prediction); optional
-    depth/camera_info (the depth node publishes it beside `depth`: the colour camera at the
+    depth/camera_info (the depth node publishes it beside `depth/image`: the colour camera at the
         prediction's size) and ground_truth/camera_info (sensor_msgs/CameraInfo): only with
         `register:=always` or an `extrinsic`, to register ground truth that comes from another
         camera; otherwise ground truth is taken as registered unless its frame_id differs from the
@@ -27,48 +27,49 @@ Exit status: 0 with a report, 3 when the report was written but no frame could b
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
+from pathlib import Path
 import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
+from fusanet_ros.evaluation.bag_eval import REGISTER_MODES
+from fusanet_ros.evaluation.pairing import check_slop, Settled, StampPairing
+from fusanet_ros.evaluation.registration import camera_model, parse_extrinsic, Registration, registration_reason
+from fusanet_ros.evaluation.report import EvalSettings, Evaluation, parse_crop
 from fusanet_ros.nodes import conversions as conv
 from fusanet_ros.nodes.node_main import run_node
-from fusanet_ros.evaluation.bag_eval import REGISTER_MODES
-from fusanet_ros.evaluation.pairing import Settled, StampPairing, check_slop
-from fusanet_ros.evaluation.registration import Registration, camera_model, parse_extrinsic, registration_reason
-from fusanet_ros.evaluation.report import EvalSettings, Evaluation, parse_crop
+from fusanet_ros.nodes.params import number, Param
+from fusanet_ros.nodes.ros_common import declare_parameters, qos_overrides, sensor_qos, ThrottledLog
 
 NODE_NAME = "evaluator"
 EXIT_NOTHING_SCORED = 3
+PREDICTION_TOPIC = "depth/image"  # the depth node's output, beside depth/camera_info
+QUEUE_DEPTH = 30  # keep-last depth of the subscriptions: a burst of a bag player is not lost
 
-# name -> (default, description)
-PARAMETERS: dict[str, tuple[Any, str]] = {
-    "output_dir": ("eval_report", "folder for report.json, report.md and the plots"),
-    "slop": (0.05, "max |stamp difference| in s between a prediction and its ground truth; 0 = exact stamps"),
-    "gt_depth_scale": (0.001, "metres per unit of 16UC1/mono16 ground truth (0.001 = mm)"),
-    "min_depth": (1e-3, "metres; ground truth below is not scored"),
-    "max_depth": (10.0, "metres; ground truth above is not scored, predictions are clipped to it"),
-    "crop": ("", "'' | eigen_nyu | garg | eigen_kitti | 'top,bottom,left,right'"),
-    "idle_timeout": (0.0, "s without any message (after the first) before the report is written and the node exits; 0 = off"),
-    "max_frames": (0, "write the report and exit once this many predictions arrived; 0 = off"),
-    "max_pending": (100, "cap on each map of frames waiting for a partner"),
-    "pending_max_age": (5.0, "s: frames older than the newest stamp minus this are settled (dropped / unpaired)"),
-    "register": ("auto", "register ground truth into the colour camera: auto (camera_infos or frame_ids differ) | always | never"),
-    "extrinsic": ("", "depth-to-colour 'tx ty tz qx qy qz qw' (p_colour = R p_depth + t), needed to register"),
-    "max_panels": (4, "RGB | ground truth | prediction | error panels kept for the report"),
-    "qos.reliability": ("best_effort", "subscriptions: best_effort (matches any publisher) | reliable"),
-    "qos.depth": (30, "keep-last depth of the subscriptions"),
+# All read-only: the evaluation is set up once.
+PARAMETERS: dict[str, Param] = {
+    "output_dir": Param("eval_report", "folder for report.json, report.md and the plots"),
+    "slop": Param(0.05, "max |stamp difference| in s between a prediction and its ground truth; 0 = exact stamps"),
+    "gt_depth_scale": Param(0.001, "metres per unit of 16UC1/mono16 ground truth (0.001 = mm)"),
+    "min_depth": Param(1e-3, "metres; ground truth below is not scored"),
+    "max_depth": Param(10.0, "metres; ground truth above is not scored, predictions are clipped to it"),
+    "crop": Param("", "'' | eigen_nyu | garg | eigen_kitti | 'top,bottom,left,right'"),
+    "idle_timeout": Param(0.0, "s without any message (after the first) before the report is written and the node "
+                               "exits; 0 = off", low=0.0, high=86400.0),
+    "max_frames": Param(0, "write the report and exit once this many predictions arrived; 0 = off", low=0, high=2**31),
+    "max_pending": Param(100, "cap on each map of frames waiting for a partner", low=1, high=100000),
+    "pending_max_age": Param(5.0, "s: frames older than the newest stamp minus this are settled (dropped / unpaired)"),
+    "register": Param("auto", "register ground truth into the colour camera: auto (camera_infos or frame_ids differ) | "
+                              "always | never"),
+    "extrinsic": Param("", "depth-to-colour 'tx ty tz qx qy qz qw' (p_colour = R p_depth + t), needed to register"),
+    "max_panels": Param(4, "RGB | ground truth | prediction | error panels kept for the report", low=0, high=1000),
 }
 
 
@@ -79,31 +80,29 @@ class EvaluatorSettings:
     output_dir: Path
     slop_ns: int
     gt_depth_scale: float
-    eval: EvalSettings
+    eval: EvalSettings  # noqa: A003  (a dataclass field, read as settings.eval: shadows no builtin in any scope)
     idle_timeout: float
     max_frames: int
     max_pending: int
     max_age_ns: int
     register: str
     extrinsic: Any
-    qos_reliability: str
-    qos_depth: int
 
 
 def validate_settings(values: dict[str, Any]) -> EvaluatorSettings:
     """Check every parameter; ValueError names the first bad one."""
-    def positive(name: str, allow_zero: bool = False) -> float:
+    def positive(name: str) -> float:
         value = float(values[name])
-        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-            raise ValueError(f"parameter {name} must be {'>= 0' if allow_zero else '> 0'}, got {values[name]!r}")
+        if not value > 0 or value == float("inf"):
+            raise ValueError(f"parameter {name} must be > 0, got {values[name]!r}")
         return value
+
+    def num(name: str) -> Any:
+        return number(PARAMETERS, values, name)
 
     register = str(values["register"])
     if register not in REGISTER_MODES:
         raise ValueError(f"parameter register must be one of {', '.join(REGISTER_MODES)}, got {register!r}")
-    reliability = str(values["qos.reliability"])
-    if reliability not in ("best_effort", "reliable"):
-        raise ValueError(f"parameter qos.reliability must be best_effort or reliable, got {reliability!r}")
     text = str(values["extrinsic"]).replace(",", " ").split()
     try:
         extrinsic = parse_extrinsic([float(v) for v in text]) if text else None
@@ -114,15 +113,13 @@ def validate_settings(values: dict[str, Any]) -> EvaluatorSettings:
         slop_ns=check_slop(float(values["slop"])),
         gt_depth_scale=positive("gt_depth_scale"),
         eval=EvalSettings(float(values["min_depth"]), float(values["max_depth"]), parse_crop(str(values["crop"])),
-                          max_panels=int(positive("max_panels", True))),
-        idle_timeout=positive("idle_timeout", True),
-        max_frames=int(positive("max_frames", True)),
-        max_pending=max(1, int(positive("max_pending"))),
+                          max_panels=num("max_panels")),
+        idle_timeout=num("idle_timeout"),
+        max_frames=num("max_frames"),
+        max_pending=num("max_pending"),
         max_age_ns=int(positive("pending_max_age") * 1e9),
         register=register,
         extrinsic=extrinsic,
-        qos_reliability=reliability,
-        qos_depth=max(1, int(positive("qos.depth"))),
     )
 
 
@@ -131,9 +128,7 @@ class EvaluatorNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=True))
-        self.settings = validate_settings({name: self.get_parameter(name).value for name in PARAMETERS})
+        self.settings = validate_settings(declare_parameters(self, PARAMETERS))
         self.evaluation = Evaluation(self.settings.eval)
         self.pairing = StampPairing(self.settings.slop_ns, self.settings.max_pending, self.settings.max_age_ns)
         self.done = threading.Event()
@@ -142,7 +137,7 @@ class EvaluatorNode(Node):
         self._queue: queue.Queue[Settled | None] = queue.Queue(maxsize=self.settings.max_pending)
         self._index = 0
         self._queue_full = 0
-        self._last_warning = -math.inf
+        self._log = ThrottledLog(self)
         self._last_message: float | None = None
         self._started = time.monotonic()
         self._worker = threading.Thread(target=self._work, name="fusanet_eval", daemon=True)
@@ -151,19 +146,21 @@ class EvaluatorNode(Node):
         self.create_timer(0.25, self._check_idle)
         s = self.settings
         self.get_logger().info(
-            f"evaluating {self.resolve_topic_name('depth')} against {self.resolve_topic_name('ground_truth')} "
+            f"evaluating {self.resolve_topic_name(PREDICTION_TOPIC)} against {self.resolve_topic_name('ground_truth')} "
             f"(slop {s.slop_ns / 1e9:g} s, {s.eval.min_depth:g}-{s.eval.max_depth:g} m); report -> {s.output_dir}")
 
     def _subscribe(self) -> None:
         s = self.settings
-        reliability = ReliabilityPolicy.RELIABLE if s.qos_reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
-        qos = QoSProfile(depth=s.qos_depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
-        self.create_subscription(Image, "image", self._on_image, qos)
-        self.create_subscription(Image, "depth", self._on_prediction, qos)
-        self.create_subscription(Image, "ground_truth", self._on_ground_truth, qos)
+        topics: list[tuple[type, str, Any]] = [(Image, "image", self._on_image),
+                                               (Image, PREDICTION_TOPIC, self._on_prediction),
+                                               (Image, "ground_truth", self._on_ground_truth)]
         if s.register == "always" or (s.register == "auto" and s.extrinsic is not None):
-            self.create_subscription(CameraInfo, "depth/camera_info", self._on_color_info, qos)
-            self.create_subscription(CameraInfo, "ground_truth/camera_info", self._on_gt_info, qos)
+            topics += [(CameraInfo, "depth/camera_info", self._on_color_info),
+                       (CameraInfo, "ground_truth/camera_info", self._on_gt_info)]
+        for msg_type, topic, callback in topics:
+            # A profile per subscription: rclpy writes a topic's qos_overrides into the profile object.
+            self.create_subscription(msg_type, topic, callback, sensor_qos(QUEUE_DEPTH),
+                                     qos_overriding_options=qos_overrides())
 
     # ------------------------------------------------------------------------- callbacks
     def _on_image(self, msg: Image) -> None:
@@ -216,20 +213,15 @@ class EvaluatorNode(Node):
 
     def _error(self, item: Settled, index: int, message: str) -> None:
         self.evaluation.add_missing(item.stamp_ns, "error", message, index=index, latency_ms=item.latency_ms)
-        self._log_throttled(f"frame {item.stamp_ns * 1e-9:.3f} s not scored: {message}")
-
-    def _log_throttled(self, text: str, period: float = 5.0) -> None:
-        now = time.monotonic()
-        if now - self._last_warning >= period:
-            self._last_warning = now
-            self.get_logger().warning(text)
+        self._log.warning("not_scored", f"frame {item.stamp_ns * 1e-9:.3f} s not scored: {message}")
 
     def _score(self, item: Settled, index: int) -> None:
         if item.status == "dropped":
             self.evaluation.add_missing(item.stamp_ns, "dropped", "input image never got a prediction", index=index)
             return
         if item.status == "unpaired":
-            self.evaluation.add_missing(item.stamp_ns, "unpaired", f"no ground truth within {self.settings.slop_ns / 1e9:g} s",
+            self.evaluation.add_missing(item.stamp_ns, "unpaired",
+                                        f"no ground truth within {self.settings.slop_ns / 1e9:g} s",
                                         index=index, latency_ms=item.latency_ms)
             return
         pred = conv.image_to_depth(item.pred)
@@ -240,7 +232,8 @@ class EvaluatorNode(Node):
                 rgb = conv.image_to_rgb(item.image)
             except ValueError:
                 rgb = None  # panels only: a non-colour input does not stop scoring
-        self.evaluation.add(item.stamp_ns, pred, gt, rgb, gt_stamp_ns=item.gt_stamp_ns, latency_ms=item.latency_ms, index=index)
+        self.evaluation.add(item.stamp_ns, pred, gt, rgb, gt_stamp_ns=item.gt_stamp_ns, latency_ms=item.latency_ms,
+                            index=index)
 
     def _ground_truth(self, msg: Image, color_frame: str) -> Any:
         depth = conv.image_to_depth(msg, self.settings.gt_depth_scale)
@@ -262,11 +255,13 @@ class EvaluatorNode(Node):
             raise ValueError(f"ground truth must be registered ({reason}): set the extrinsic parameter "
                              "('tx ty tz qx qy qz qw', depth to colour; the node then reads both camera_infos)")
         if color is None or depth is None:
+            missing = "depth/camera_info" if color is None else "ground_truth/camera_info"
             raise ValueError(f"ground truth must be registered ({reason}) but no camera_info arrived on "
-                             f"{self.resolve_topic_name('depth/camera_info' if color is None else 'ground_truth/camera_info')}")
+                             f"{self.resolve_topic_name(missing)}")
         key = (color, depth)
         if key not in self._registrations:
-            self._registrations[key] = Registration(depth, color, self.settings.extrinsic, f"extrinsic parameter ({reason})")
+            self._registrations[key] = Registration(depth, color, self.settings.extrinsic,
+                                                    f"extrinsic parameter ({reason})")
             self.evaluation.note(f"ground truth registered into the colour camera: {reason}")
         return self._registrations[key]
 
@@ -279,7 +274,8 @@ class EvaluatorNode(Node):
         for name, value in self.pairing.counts.items():
             self.evaluation.count(f"{name}_received", value)
         if not self.pairing.counts["inputs"]:
-            self.evaluation.note(f"no input image arrived on {self.resolve_topic_name('image')}: latency and drops not measured")
+            self.evaluation.note(f"no input image arrived on {self.resolve_topic_name('image')}: "
+                                 "latency and drops not measured")
         if self._queue_full:
             self.evaluation.count("scoring_queue_full", self._queue_full)
             self.evaluation.note("the scoring queue was full at times: latency figures include that wait")
@@ -290,13 +286,16 @@ class EvaluatorNode(Node):
             return EXIT_NOTHING_SCORED
         latency = self.evaluation.latency()
         lat = f", latency p50 {latency['p50']:.0f} ms" if latency else ""
-        self._say("INFO", f"{summary['n_images']} frames scored: rmse {summary['rmse']:.3f} m, abs_rel {summary['abs_rel']:.3f}, "
+        self._say("INFO", f"{summary['n_images']} frames scored: rmse {summary['rmse']:.3f} m, "
+                          f"abs_rel {summary['abs_rel']:.3f}, "
                           f"delta1 {summary['delta1']:.3f}{lat}; report: {paths['markdown']}")
         return 0
 
     def _say(self, level: str, text: str) -> None:
-        """Log through the node while its context lives; after Ctrl-C (context shut down) the
-        node logger cannot reach /rosout any more, so write the line to stderr directly."""
+        """Log through the node while its context lives, else write the line to stderr directly.
+
+        After Ctrl-C (context shut down) the node logger cannot reach /rosout any more.
+        """
         if self.context.ok():
             (self.get_logger().error if level == "ERROR" else self.get_logger().info)(text)
         else:
@@ -306,7 +305,7 @@ class EvaluatorNode(Node):
         s = self.settings
         return {
             "mode": "live (evaluator_node)",
-            "prediction_topic": self.resolve_topic_name("depth"),
+            "prediction_topic": self.resolve_topic_name(PREDICTION_TOPIC),
             "ground_truth_topic": self.resolve_topic_name("ground_truth"),
             "input_topic": self.resolve_topic_name("image"),
             "pairing": f"nearest ground-truth header stamp within {s.slop_ns / 1e9:g} s of the prediction's stamp",

@@ -16,7 +16,19 @@ N = TypeVar("N", bound=Node)
 START_ERRORS = (ValueError, FileNotFoundError, OSError, rclpy.exceptions.ParameterException)
 
 
-def run_node(name: str, build: Callable[[], N], spin: Callable[[N], None], finish: Callable[[N], int], args: list[str] | None = None) -> int:
+def start_error_text(err: BaseException) -> str:
+    """Write a start-up error as one line.
+
+    rclpy's rejection of a value outside a descriptor's range ("Invalid parameter value (...) for
+    parameter. Reason: <reason>: <name>") becomes its reason.
+    """
+    if isinstance(err, rclpy.exceptions.InvalidParameterValueException) and "Reason: " in str(err.args[0]):
+        return error_reason(Exception(str(err.args[0]).split("Reason: ", 1)[1]))
+    return error_reason(err)
+
+
+def run_node(name: str, build: Callable[[], N], spin: Callable[[N], None], finish: Callable[[N], int],
+             args: list[str] | None = None) -> int:
     """Build and spin a node; returns the exit code.
 
     A bad parameter or file at start-up ends as one logged line and exit code 2. SIGINT/SIGTERM
@@ -32,7 +44,7 @@ def run_node(name: str, build: Callable[[], N], spin: Callable[[N], None], finis
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except START_ERRORS as err:
-        rclpy.logging.get_logger(name).error(f"cannot start: {error_reason(err)}")
+        rclpy.logging.get_logger(name).error(f"cannot start: {start_error_text(err)}")
         code = 2
     except Exception:
         if rclpy.ok():

@@ -8,18 +8,22 @@ types of `launch_description`.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from fusanet_ros.evaluation.pairing import DEFAULT_SLOP
+from fusanet_ros.startup.launch_description import DEFAULT_NAMESPACE
+
+PREDICTION_TOPIC = "depth/image"  # the depth node's output and the evaluator's input, in the namespace
 
 log = logging.getLogger(__name__)
 
 
 def eval_arguments() -> tuple[Any, ...]:
-    """Launch arguments of the eval launch (LaunchArgument: name, default, description); the
-    depth node's own arguments are those of the depth launch."""
+    """Return the launch arguments of the eval launch (LaunchArgument: name, default, description).
+
+    The depth node's own arguments are those of the depth launch.
+    """
     from fusanet_ros.startup.launch_description import DEPTH_ARGUMENTS, LaunchArgument
 
     depth = {a.name: a for a in DEPTH_ARGUMENTS}
@@ -32,10 +36,11 @@ def eval_arguments() -> tuple[Any, ...]:
         *(depth[name] for name in ("params_file", "namespace", "checkpoint", "device")),
         LaunchArgument("output_dir", "eval_report", "report folder"),
         LaunchArgument("slop", str(DEFAULT_SLOP), "max |stamp difference| in s between prediction and ground truth"),
-        LaunchArgument("max_depth", "10.0", "metres scored (the depth node publishes NaN beyond its own max_depth)"),
+        LaunchArgument("max_depth", "10.0", "metres scored (the depth node publishes +Inf beyond its own max_depth)"),
         LaunchArgument("rate", "1.0", "bag playback rate (lower it when the model is slower than the bag)"),
         LaunchArgument("idle_timeout", "5.0", "s without messages before the evaluator writes the report and exits"),
-        LaunchArgument("extrinsic", "", "depth-to-colour 'tx ty tz qx qy qz qw' when the ground truth needs registration"),
+        LaunchArgument("extrinsic", "",
+                       "depth-to-colour 'tx ty tz qx qy qz qw' when the ground truth needs registration"),
     )
 
 
@@ -45,7 +50,7 @@ def eval_nodes(
     depth_topic: str = "/camera/depth/image_raw",
     depth_camera_info_topic: str = "",
     params_file: str = "",
-    namespace: str = "",
+    namespace: str = DEFAULT_NAMESPACE,
     checkpoint: str = "",
     device: str = "",
     output_dir: str = "eval_report",
@@ -57,11 +62,11 @@ def eval_nodes(
     evaluator_parameters: dict[str, Any] | None = None,
     **_: Any,
 ) -> list[Any]:
-    """NodeSpecs of the eval launch: the depth node (as `depth_nodes` builds it) and the evaluator.
+    """Build the NodeSpecs of the eval launch: the depth node (as `depth_nodes` builds it) and the evaluator.
 
     String arguments come straight from launch arguments ("" = default); `*_parameters` override.
     """
-    from fusanet_ros.startup.launch_description import NodeSpec, depth_nodes, normalize_namespace
+    from fusanet_ros.startup.launch_description import depth_nodes, NodeSpec, normalize_namespace
 
     camera_info_topic = camera_info_topic or "/camera/color/camera_info"  # "" would be an invalid remapping
     nodes = depth_nodes(params_file=params_file, namespace=namespace, image_topic=image_topic,
@@ -86,10 +91,9 @@ def eval_player(bag: str, topics: Sequence[str], rate: str | float = 1.0, python
     It waits for a subscriber on each played topic: the depth node subscribes to camera_info only
     once its model is loaded, so no frame is played into a node that is not ready.
     """
-    if not float(rate) > 0:
-        raise ValueError(f"rate must be > 0, got {rate}")
-    return [python or sys.executable, "-m", "fusanet_ros.cli", "play", str(Path(bag).expanduser().resolve()),
-            "--rate", str(float(rate)), "--topics", *[t for t in topics if t], "--wait-for-subscribers", "120"]
+    from fusanet_ros.tools.bag_player import player_process
+
+    return player_process(bag, topics, rate, wait_for_subscribers=120, python=python)
 
 
 def eval_player_topics(values: dict[str, Any]) -> list[str]:
@@ -101,7 +105,7 @@ def eval_player_topics(values: dict[str, Any]) -> list[str]:
 
 def run_eval_launch(values: dict[str, Any], domain_id: int | None = None, log_dir: str | Path | None = None,
                     timeout: float | None = None) -> int:
-    """The eval launch as processes (pip installs): depth node + evaluator, then the bag player.
+    """Run the eval launch as processes (pip installs): depth node + evaluator, then the bag player.
 
     The player starts once the graph shows both nodes subscribed and the depth output matched
     (no frame is played into a node that is still loading its model); the run ends when the
@@ -113,12 +117,13 @@ def run_eval_launch(values: dict[str, Any], domain_id: int | None = None, log_di
     import signal
     import time
 
-    from fusanet_ros.startup.runner import Runner, dds_env
+    from fusanet_ros.startup.runner import dds_env, Runner
 
     env = dds_env(domain_id)
     runner = Runner(eval_nodes(**values), env, log_dir=log_dir)
     received: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, _f: received.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, lambda signum, _f: received.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
     try:
         runner.start()
@@ -144,20 +149,21 @@ def run_eval_launch(values: dict[str, Any], domain_id: int | None = None, log_di
 
 def _wait_until_ready(runner: Any, domain: int, values: dict[str, Any], give_up: Any) -> bool:
     """Wait, with a probe node, until both nodes subscribe to the image and the depth output is matched."""
-    from fusanet_ros.startup.probe import Probe
     from fusanet_ros.startup.launch_description import normalize_namespace
+    from fusanet_ros.startup.probe import Probe
 
-    namespace = normalize_namespace(str(values.get("namespace") or ""))
+    namespace = normalize_namespace(str(values.get("namespace", DEFAULT_NAMESPACE)))
     image = str(values.get("image_topic") or "/camera/color/image_raw")
     image = image if image.startswith("/") else f"{namespace}/{image}"
-    depth = f"{namespace}/depth"
+    depth = f"{namespace}/{PREDICTION_TOPIC}"
     with Probe(domain, "fusanet_eval_launcher") as probe:
         node = probe.node
 
         def ready() -> bool:
             if give_up() or len(runner.running()) < len(runner.procs):
                 raise _Abort
-            return node.count_subscribers(image) >= 2 and node.count_publishers(depth) >= 1 and node.count_subscribers(depth) >= 1
+            return (node.count_subscribers(image) >= 2 and node.count_publishers(depth) >= 1
+                    and node.count_subscribers(depth) >= 1)
 
         try:
             probe.spin_until(ready, 1e9)

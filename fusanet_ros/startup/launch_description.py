@@ -10,15 +10,17 @@ No ROS import here: this module must load under `ros2 launch` and in the plain r
 
 from __future__ import annotations
 
-import site
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+import site
+import sys
 from typing import Any
 
 import yaml
 
 PACKAGE = "fusanet"
+DEFAULT_NAMESPACE = "fusanet"  # outputs at /fusanet/depth/image, /fusanet/points ...
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 _SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,13 +45,16 @@ class NodeSpec:
     params_files: tuple[str, ...] = ()
     parameters: tuple[tuple[str, Any], ...] = ()  # applied after the files, in order
     remappings: tuple[tuple[str, str], ...] = ()
+    log_level: str = ""  # "" = the node's default (info)
+    lifecycle: bool = False  # a managed node: launch_ros.actions.LifecycleNode
+    autostart: bool = True  # managed nodes only: drive configure + activate once it is up
 
     def launch_ros_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of launch_ros.actions.Node."""
+        """Keyword arguments of launch_ros.actions.Node (and LifecycleNode, which takes the same)."""
         params: list[Any] = list(self.params_files)
         if self.parameters:
             params.append(dict(self.parameters))
-        return {
+        kwargs = {
             "package": self.package,
             "executable": self.executable,
             "name": self.name,
@@ -58,11 +63,23 @@ class NodeSpec:
             "remappings": list(self.remappings),
             "output": "screen",
         }
+        if self.log_level:
+            kwargs["ros_arguments"] = ["--log-level", self.log_level]
+        return kwargs
+
+    @property
+    def fully_qualified_name(self) -> str:
+        return f"{normalize_namespace(self.namespace)}/{self.name}"
 
     def ros_args(self) -> list[str]:
-        """`--ros-args ...` as launch_ros passes them: name, namespace, params files, then
-        parameter overrides, then remappings."""
-        args = ["--ros-args", "-r", f"__node:={self.name}"]
+        """Return the `--ros-args ...` that launch_ros would pass.
+
+        In its order: name, namespace, params files, then parameter overrides, then remappings.
+        """
+        args = ["--ros-args"]
+        if self.log_level:
+            args += ["--log-level", self.log_level]
+        args += ["-r", f"__node:={self.name}"]
         if self.namespace:
             args += ["-r", f"__ns:={normalize_namespace(self.namespace)}"]
         for path in self.params_files:
@@ -85,9 +102,21 @@ def normalize_namespace(namespace: str) -> str:
 
 
 def format_param_value(value: Any) -> str:
-    """A value as YAML flow text, the syntax `-p name:=value` parses (strings quoted when needed)."""
+    """Format a value as YAML flow text, the syntax `-p name:=value` parses (strings quoted when needed)."""
     text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
     return text[: -len("...")].strip() if text.endswith("...") else text
+
+
+def parse_flag(value: str | bool, name: str) -> bool:
+    """Parse a boolean launch argument: true/false (also 1/0, yes/no, on/off), as `ros2 launch` passes strings."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError(f"launch argument {name} must be true or false, got {value!r}")
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -103,12 +132,15 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 
 def _share_candidates() -> list[Path]:
-    """Where the package's data files can be: the ament index (ROS 2 install), pip data_files
-    (`share/fusanet` under the environment, or under the user base for `pip install --user`),
-    then the source tree (checkout or editable install)."""
+    """List where the package's data files can be, in order of preference.
+
+    The ament index (ROS 2 install), pip data_files (`share/fusanet` under the environment, or
+    under the user base for `pip install --user`), then the source tree (checkout or editable
+    install).
+    """
     candidates = []
     try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+        from ament_index_python.packages import get_package_share_directory, PackageNotFoundError
 
         try:
             candidates.append(Path(get_package_share_directory(PACKAGE)))
@@ -121,8 +153,10 @@ def _share_candidates() -> list[Path]:
 
 
 def share_path(*parts: str) -> Path:
-    """The first existing `share/fusanet/<parts>` among the candidate share folders (an older
-    install may lack a file that the source tree has), else the source tree's path."""
+    """Return the first existing `share/fusanet/<parts>` among the candidate share folders, else the source tree's.
+
+    Each candidate is checked for the file itself: an older install may lack a file that the source tree has.
+    """
     for candidate in _share_candidates():
         if candidate.joinpath(*parts).exists():
             return candidate.joinpath(*parts)
@@ -139,45 +173,69 @@ def fastdds_profile() -> str:
 
 DEPTH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("params_file", "", "node parameter YAML; empty = the package's config/depth.yaml"),
-    LaunchArgument("namespace", "", "namespace of the node and its outputs"),
+    LaunchArgument("namespace", DEFAULT_NAMESPACE,
+                   "namespace of the node and its outputs (<ns>/depth/image, <ns>/points ...)"),
     LaunchArgument("image_topic", "/camera/color/image_raw", "input colour image topic"),
     LaunchArgument("camera_info_topic", "/camera/color/camera_info", "input camera_info topic"),
     LaunchArgument("sparse_points_topic", "sparse_points", "optional sparse points (PointCloud2 or depth Image)"),
     LaunchArgument("checkpoint", "", "checkpoint file; empty = the params file's value (default: bundled)"),
     LaunchArgument("device", "", "auto | cpu | cuda[:N]; empty = the params file's value"),
+    LaunchArgument("lifecycle", "false",
+                   "true: start the managed node depth_lifecycle_node (configure/activate transitions)"),
+    LaunchArgument("autostart", "true", "with lifecycle: configure and activate the node once it is up"),
+    LaunchArgument("use_sim_time", "false", "true: stamps and timers follow /clock (bag replay with --clock)"),
+    LaunchArgument("log_level", "info", f"node log level: {' | '.join(LOG_LEVELS)}"),
 )
 
 
 def depth_nodes(
     params_file: str = "",
-    namespace: str = "",
+    namespace: str = DEFAULT_NAMESPACE,
     image_topic: str = "/camera/color/image_raw",
     camera_info_topic: str = "/camera/color/camera_info",
     sparse_points_topic: str = "sparse_points",
     checkpoint: str = "",
     device: str = "",
+    lifecycle: str | bool = "false",
+    autostart: str | bool = "true",
+    use_sim_time: str | bool = "false",
+    log_level: str = "info",
     extra_parameters: dict[str, Any] | None = None,
 ) -> list[NodeSpec]:
-    """The depth launch: one depth_node with its parameters and remappings.
+    """Build the depth launch: one depth_node (or depth_lifecycle_node) with its parameters and remappings.
 
     String arguments come straight from launch arguments ("" = not given). `extra_parameters`
-    (the runner's --param) are applied last.
+    (the runner's --param) are applied last. The outputs are relative names, so they land in
+    the namespace: <ns>/depth/image, <ns>/depth/camera_info, <ns>/confidence/image ...; remap
+    `depth/image:=...` etc. to move them.
+
+    Raises:
+        ValueError: a boolean argument that is not true/false, or an unknown log level.
     """
     params: dict[str, Any] = {}
     if checkpoint:
         params["checkpoint"] = str(Path(checkpoint).expanduser().resolve())
     if device:
         params["device"] = device
+    if parse_flag(use_sim_time, "use_sim_time"):
+        params["use_sim_time"] = True
     params.update(extra_parameters or {})
+    level = (log_level or "info").strip().lower()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"launch argument log_level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+    managed = parse_flag(lifecycle, "lifecycle")
+    executable = "depth_lifecycle_node" if managed else "depth_node"
     node = NodeSpec(
         package=PACKAGE,
-        executable="depth_node",
-        module="fusanet_ros.nodes.depth_node",
+        executable=executable,
+        module=f"fusanet_ros.nodes.{executable}",
         name="depth_node",
         namespace=normalize_namespace(namespace),
         params_files=(params_file or default_params_file(),),
         parameters=tuple(params.items()),
         remappings=(("image", image_topic), ("camera_info", camera_info_topic), ("sparse_points", sparse_points_topic)),
+        log_level="" if level == "info" else level,
+        lifecycle=managed,
+        autostart=parse_flag(autostart, "autostart"),
     )
     return [node]
-

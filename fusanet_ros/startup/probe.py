@@ -14,8 +14,11 @@ from fusanet_ros.startup.runner import dds_env
 
 
 def prepare_process_env(domain_id: int) -> dict[str, str]:
-    """Environment of DDS processes for `domain_id`; also applied to this process, which must
-    see the same discovery range and Fast DDS profile before its first participant exists."""
+    """Return the environment of DDS processes for `domain_id`, and apply it to this process too.
+
+    This process must see the same discovery range and Fast DDS profile before its first
+    participant exists.
+    """
     env = dds_env(domain_id)
     for key in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
         os.environ[key] = env[key]
@@ -40,7 +43,7 @@ class Probe:
         self.executor.add_node(self.node)
 
     def publisher(self, msg_type: type, topic: str, depth: int = 5) -> Any:
-        """Reliable keep-last publisher (reaches best-effort subscribers too)."""
+        """Create a reliable keep-last publisher, which reaches best-effort subscribers too."""
         return self.node.create_publisher(msg_type, topic, depth)
 
     def record(self, msg_type: type, topic: str, keep: int = 50, best_effort: bool = False) -> list[Any]:
@@ -53,7 +56,8 @@ class Probe:
             received.append(msg)
             del received[:-keep]
 
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE)
+        qos = QoSProfile(depth=10,
+                         reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE)
         self.node.create_subscription(msg_type, topic, store, qos)
         return received
 
@@ -81,7 +85,8 @@ class Probe:
         try:
             if not self.spin_until(client.service_is_ready, timeout):
                 raise TimeoutError(f"no parameter service {node_name}/set_parameters after {timeout} s")
-            request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+            request = SetParameters.Request(
+                parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
             future = client.call_async(request)
             if not self.spin_until(future.done, timeout):
                 raise TimeoutError(f"{node_name}/set_parameters did not answer within {timeout} s")

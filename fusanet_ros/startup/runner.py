@@ -6,8 +6,12 @@ with the DDS environment this machine needs (docs/ros.md, "DDS on pip installs")
 
 * ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST unless the caller set a range,
 * a ROS_DOMAIN_ID (the caller's, or one picked per run for isolated runs such as the demo),
-* FASTDDS_DEFAULT_PROFILES_FILE = the shipped profile raising the shared-memory segment to 32 MB,
-  without which best-effort VGA images are silently lost between processes.
+* FASTDDS_DEFAULT_PROFILES_FILE = the shipped profile raising the shared-memory segment to 64 MB
+  and its port queue to 4096 slots, without which best-effort VGA images are silently lost
+  between processes (and frames above ~14 MB at random: docs/ros.md).
+
+Managed (lifecycle) nodes with autostart are driven through configure and activate by calling
+their `<node>/change_state` service, as launch_ros' LifecycleNode + ChangeState events do.
 
 SIGINT/SIGTERM are forwarded to the children (each runs in its own session, so a terminal Ctrl-C
 reaches them once, through us); children still running after a grace period get SIGTERM, then
@@ -19,19 +23,22 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+from pathlib import Path
 import random
 import signal
 import subprocess
 import time
-from pathlib import Path
-from typing import IO, Sequence
+from typing import Any, Callable, IO, Sequence
 
-from fusanet_ros.startup.launch_description import NodeSpec, fastdds_profile
+from fusanet_ros.startup.launch_description import fastdds_profile, NodeSpec
 
 log = logging.getLogger(__name__)
 
 SHM_DIR = Path("/dev/shm")
-DOMAIN_RANGE = (100, 200)  # per-run domains stay clear of the default 0 and common small ids
+# ROS 2 safe ids on Linux are 0-101 (above, ports collide with the ephemeral range); 0 is the default, kept for users
+DOMAIN_RANGE = (1, 101)
+AUTOSTART = ("configure", "activate")
+CONFIGURE_TIMEOUT = 600.0  # s: configure loads and warms up the model (minutes on a slow CPU)
 
 
 def dds_env(domain_id: int | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -53,7 +60,7 @@ def dds_env(domain_id: int | None = None, base: dict[str, str] | None = None) ->
 
 
 def pick_domain_id(rng: random.Random | None = None) -> int:
-    """A random ROS_DOMAIN_ID in DOMAIN_RANGE whose Fast DDS ports no live process holds."""
+    """Pick a random ROS_DOMAIN_ID in DOMAIN_RANGE whose Fast DDS ports no live process holds."""
     rng = rng or random.Random()
     busy = {name for name in shm_files() if name.startswith("fastdds_port") and _held(name)}
     for _ in range(50):
@@ -73,7 +80,7 @@ def shm_files() -> set[str]:
 
 
 def _held(name: str) -> bool:
-    """True while a live participant holds the lock file of a Fast DDS segment or port."""
+    """Return True while a live participant holds the lock file of a Fast DDS segment or port."""
     lock = SHM_DIR / (name if name.endswith("_el") else f"{name}_el")
     try:
         fd = os.open(lock, os.O_RDWR)
@@ -120,14 +127,20 @@ class Runner:
 
     def __init__(self, specs: Sequence[NodeSpec], env: dict[str, str] | None = None, log_dir: str | Path | None = None,
                  extra: Sequence[tuple[str, list[str]]] = ()) -> None:
-        """
+        """Prepare the commands of `specs` (and `extra`); `start()` starts them.
+
         Args:
             specs: nodes to start.
             env: environment of the children (default `dds_env()`).
             log_dir: write each child's output to <log_dir>/<name>.log instead of the terminal.
             extra: additional (name, command) processes (e.g. a bag player), started after the nodes.
         """
-        self.commands = [(spec.name, spec.command()) for spec in specs] + list(extra)
+        names = [spec.name for spec in specs]
+        # Process (and log file) names: the node name, or namespace_name when two nodes share a name.
+        unique = [name if names.count(name) == 1 else spec.fully_qualified_name.strip("/").replace("/", "_")
+                  for name, spec in zip(names, specs)]
+        self.commands = [(name, spec.command()) for name, spec in zip(unique, specs)] + list(extra)
+        self.managed = [spec.fully_qualified_name for spec in specs if spec.lifecycle and spec.autostart]
         self.env = env if env is not None else dds_env()
         self.log_dir = Path(log_dir) if log_dir else None
         self.procs: list[tuple[str, subprocess.Popen]] = []
@@ -135,10 +148,40 @@ class Runner:
         self._shm_before: set[str] = set()
 
     def start(self) -> Runner:
+        """Start every process, then bring managed nodes with autostart to `active`.
+
+        Raises:
+            RuntimeError: a managed node did not reach `active` (it exited, or a transition failed).
+        """
         self._shm_before = shm_files()
         for name, cmd in self.commands:
             self.start_process(name, cmd)
+        if self.managed:
+            try:
+                self.autostart()
+            except (RuntimeError, TimeoutError):
+                self.stop()  # no half-started launch stays behind
+                raise
         return self
+
+    def autostart(self, timeout: float = CONFIGURE_TIMEOUT) -> None:
+        """Configure + activate each managed node through its lifecycle services."""
+        from fusanet_ros.startup.probe import Probe
+
+        domain = int(self.env.get("ROS_DOMAIN_ID") or 0)
+        children = len(self.procs)
+
+        def alive() -> None:
+            if len(self.running()) < children:
+                raise RuntimeError("a process exited while managed nodes were being started: " + ", ".join(
+                    name for name, proc in self.procs if proc.poll() is not None))
+
+        with Probe(domain, "fusanet_lifecycle_starter") as probe:
+            for node in self.managed:
+                client = LifecycleClient(probe, node)
+                for transition in AUTOSTART:
+                    client.change(transition, timeout, alive)
+                log.info("%s is active", node)
 
     def start_process(self, name: str, cmd: list[str]) -> subprocess.Popen:
         """Start one more process under this runner (same env, same clean-up)."""
@@ -211,6 +254,56 @@ class Runner:
         self.stop()
 
 
+class LifecycleClient:
+    """Calls a managed node's `<node>/change_state` and `<node>/get_state` services from a Probe."""
+
+    def __init__(self, probe: Any, node: str) -> None:
+        from lifecycle_msgs.srv import ChangeState, GetState
+
+        self.probe, self.node = probe, node
+        self._change = probe.node.create_client(ChangeState, f"{node}/change_state")
+        self._get = probe.node.create_client(GetState, f"{node}/get_state")
+
+    def state(self, timeout: float = 10.0) -> str:
+        """Return the node's current state label: unconfigured, inactive, active, finalized."""
+        from lifecycle_msgs.srv import GetState
+
+        return str(self._call(self._get, GetState.Request(), timeout, None).current_state.label)
+
+    def change(self, transition: str, timeout: float = 30.0, check: Callable[[], None] | None = None) -> None:
+        """Trigger `transition` (configure, activate, deactivate, cleanup, shutdown) and wait for it.
+
+        Raises:
+            RuntimeError: the node refused or failed the transition.
+            TimeoutError: no service, or no answer within `timeout` s.
+        """
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        ids = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
+               "deactivate": Transition.TRANSITION_DEACTIVATE, "cleanup": Transition.TRANSITION_CLEANUP,
+               "shutdown": Transition.TRANSITION_UNCONFIGURED_SHUTDOWN}
+        request = ChangeState.Request()
+        request.transition.id = ids[transition]
+        if not self._call(self._change, request, timeout, check).success:
+            raise RuntimeError(f"{self.node}: transition {transition} failed (see the node's log)")
+
+    def _call(self, client: Any, request: Any, timeout: float, check: Callable[[], None] | None) -> Any:
+        def ready(condition: Callable[[], bool]) -> Callable[[], bool]:
+            def wait() -> bool:
+                if check is not None:
+                    check()
+                return condition()
+            return wait
+
+        if not self.probe.spin_until(ready(client.service_is_ready), timeout):
+            raise TimeoutError(f"no service {client.srv_name} after {timeout:g} s")
+        future = client.call_async(request)
+        if not self.probe.spin_until(ready(future.done), timeout):
+            raise TimeoutError(f"{client.srv_name} did not answer within {timeout:g} s")
+        return future.result()
+
+
 def run_foreground(runner: Runner) -> int:
     """Run until all processes exit or SIGINT/SIGTERM arrives (forwarded), then clean up."""
     received: list[int] = []
@@ -221,7 +314,13 @@ def run_foreground(runner: Runner) -> int:
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        runner.start()
+        try:
+            runner.start()
+        except (RuntimeError, TimeoutError) as err:
+            if received:  # stopped by the user while managed nodes were starting
+                return runner.exit_code()
+            log.error("%s", err)
+            return 1
         while runner.running() and not received:
             time.sleep(0.1)
         code = runner.stop(signalled=bool(received))

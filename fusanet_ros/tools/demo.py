@@ -3,34 +3,37 @@
 Three processes talk over real DDS: the depth node and the bag player (started by the runner with
 the DDS environment described in docs/ros.md), and a recorder node in this process. Saved under
 --out: per frame a 16-bit depth PNG (mm), a confidence PNG and a preview (colour | predicted depth |
-bag depth), the last point cloud as PLY, the node logs and summary.txt (also printed).
+bag depth | colour bar in metres), the last point cloud as PLY, the node logs and summary.txt (also printed).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 import os
+from pathlib import Path
 import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fusanet_ros.startup.launch_description import depth_nodes, share_path
-from fusanet_ros.startup.runner import Runner, dds_env, pick_domain_id
+from fusanet_ros.startup.runner import dds_env, pick_domain_id, Runner
+from fusanet_ros.tools.bag_player import player_process
 
 IMAGE_TOPIC = "/camera/color/image_raw"
 INFO_TOPIC = "/camera/color/camera_info"
 DEPTH_TOPIC = "/camera/depth/image_raw"
 NAMESPACE = "fusanet"
+MAX_DOMAIN_ID = 232  # the largest ROS_DOMAIN_ID whose RTPS ports fit in 16 bits
 # Demo parameters: a denser cloud than the default for a nicer PLY; everything else from depth.yaml.
 DEMO_PARAMETERS = {"cloud.stride": 2, "cloud.color": True, "skip_when_unsubscribed": False}
 
 
 def default_bag() -> Path:
-    """The bundled sample bag: share/fusanet/sample/tum_rgbd_bag when installed, else the source tree's."""
+    """Return the bundled sample bag: share/fusanet/sample/tum_rgbd_bag when installed, else the source tree's."""
     return share_path("sample", "tum_rgbd_bag")
 
 
@@ -44,6 +47,8 @@ def add_demo_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=1.0, help="playback rate factor (default: 1.0)")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE", help="extra node parameter")
     p.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds (default: 300)")
+    p.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID of the demo's processes (default: the environment's "
+                                                 "ROS_DOMAIN_ID; when unset, a free one is picked)")
     p.set_defaults(run=run_demo)
 
 
@@ -67,11 +72,11 @@ def run_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     extra = {**DEMO_PARAMETERS, **dict(parse_param(p) for p in args.param)}
-    specs = depth_nodes(namespace=NAMESPACE, image_topic=IMAGE_TOPIC, camera_info_topic=INFO_TOPIC, checkpoint=str(checkpoint),
-                        device=args.device, extra_parameters=extra)
-    env = dds_env(pick_domain_id())
-    player = [sys.executable, "-m", "fusanet_ros.tools.bag_player", str(bag), "--rate", str(args.rate),
-              "--topics", IMAGE_TOPIC, INFO_TOPIC, "--wait-for-subscribers", "30"]
+    specs = depth_nodes(namespace=NAMESPACE, image_topic=IMAGE_TOPIC, camera_info_topic=INFO_TOPIC,
+                        checkpoint=str(checkpoint), device=args.device, extra_parameters=extra)
+    domain, domain_source = choose_domain_id(args.domain_id)
+    env = dds_env(domain)
+    player = player_process(bag, (IMAGE_TOPIC, INFO_TOPIC), args.rate, wait_for_subscribers=30)
     runner = Runner(specs, env, log_dir=out / "logs")
     started = time.monotonic()
     try:
@@ -80,9 +85,33 @@ def run_demo(args: argparse.Namespace) -> int:
     except RuntimeError as err:  # a child died: say which and where its log is
         print(f"fusanet demo: error: {err} (logs: {out / 'logs'})", file=sys.stderr)
         return 1
-    summary = write_outputs(out, recorded, truth, bag, published, time.monotonic() - started)
+    summary = write_outputs(out, recorded, truth, bag, published, time.monotonic() - started,
+                            domain=f"{domain} ({domain_source})")
     print(summary)
     return 0 if recorded.depth else 1
+
+
+def choose_domain_id(requested: int | None, environ: Mapping[str, str] | None = None,
+                     pick: Callable[[], int] = pick_domain_id) -> tuple[int, str]:
+    """Return the demo's ROS_DOMAIN_ID and where it came from.
+
+    `--domain-id` first, then a non-empty ROS_DOMAIN_ID in `environ` (default os.environ); only
+    when neither is set is a free one picked (`pick`, no live Fast DDS participant on its ports).
+    """
+    environ = os.environ if environ is None else environ
+    if requested is not None:
+        value, source = requested, "--domain-id"
+    elif environ.get("ROS_DOMAIN_ID", "").strip():
+        text = environ["ROS_DOMAIN_ID"].strip()
+        try:
+            value, source = int(text), "ROS_DOMAIN_ID"
+        except ValueError:
+            raise ValueError(f"ROS_DOMAIN_ID must be an integer, got {text!r}") from None
+    else:
+        return pick(), "picked: no ROS_DOMAIN_ID set"
+    if not 0 <= value <= MAX_DOMAIN_ID:
+        raise ValueError(f"{source} must be in 0-{MAX_DOMAIN_ID} (0-101 is safe on Linux), got {value}")
+    return value, f"from {source}"
 
 
 def _checkpoint(path: str | None) -> Path:
@@ -98,9 +127,8 @@ def _checkpoint(path: str | None) -> Path:
 
 
 def load_bag_frames(bag: Path) -> dict[int, dict[str, np.ndarray]]:
-    """stamp (ns) -> {"rgb": HxWx3, "depth": HxW metres (NaN invalid)} of the bag's colour and depth."""
+    """Stamp (ns) -> {"rgb": HxWx3, "depth": HxW metres (NaN invalid)} of the bag's colour and depth."""
     from fusanet_core.bags import bag_topics, open_bag, require_topics
-
     from fusanet_ros.nodes import conversions as conv
 
     frames: dict[int, dict[str, np.ndarray]] = {}
@@ -111,7 +139,8 @@ def load_bag_frames(bag: Path) -> dict[int, dict[str, np.ndarray]]:
         for conn, _, raw in reader.messages(connections=conns):
             msg = reader.deserialize(raw, conn.msgtype)
             key = "rgb" if conn.topic == IMAGE_TOPIC else "depth"
-            frames.setdefault(conv.stamp_ns(msg.header), {})[key] = conv.image_to_rgb(msg) if key == "rgb" else conv.image_to_depth(msg)
+            array = conv.image_to_rgb(msg) if key == "rgb" else conv.image_to_depth(msg)
+            frames.setdefault(conv.stamp_ns(msg.header), {})[key] = array
     finally:
         reader.close()
     return frames
@@ -133,7 +162,8 @@ def _record(runner: Runner, player_cmd: list[str], env: dict[str, str], timeout:
         player = runner.start_process("bag_player", player_cmd)
         _spin_until(node, lambda: player.poll() is not None, deadline, runner, "the bag to finish")
         published = _count_published(runner)
-        _spin_until(node, lambda: _caught_up(recorded, published), deadline, runner, "the last frame", allow_timeout=True)
+        _spin_until(node, lambda: _caught_up(recorded, published), deadline, runner, "the last frame",
+                    allow_timeout=True)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
@@ -155,12 +185,12 @@ def _subscribe(node: Any, recorded: Recorded) -> None:
 
     def on_diag(msg: Any) -> None:
         for status in msg.status:
-            if status.name.startswith(f"/{NAMESPACE}/depth_node"):
+            if status.name.startswith(f"{NAMESPACE}/depth_node:"):
                 recorded.diagnostics = {kv.key: kv.value for kv in status.values}
 
     ns = f"/{NAMESPACE}"
-    node.create_subscription(Image, f"{ns}/depth", on_depth, 10)
-    node.create_subscription(Image, f"{ns}/confidence", on_conf, 10)
+    node.create_subscription(Image, f"{ns}/depth/image", on_depth, 10)
+    node.create_subscription(Image, f"{ns}/confidence/image", on_conf, 10)
     node.create_subscription(PointCloud2, f"{ns}/points", lambda m: setattr(recorded, "cloud", m), 10)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
 
@@ -192,22 +222,28 @@ def _count_published(runner: Runner) -> int:
 
 
 def _caught_up(recorded: Recorded, published: int) -> bool:
-    """True once the node has accounted for every frame it received (served, dropped or rejected)."""
+    """Return True once the node has accounted for every frame it received (served, dropped or rejected)."""
     diag = recorded.diagnostics
     if not diag:
         return False
-    handled = sum(int(diag.get(k, 0)) for k in ("frames_out", "dropped", "skipped_no_subscribers", "bad_image",
-                                                 "waiting_camera_info", "inference_errors"))
+    outcomes = ("frames_out", "dropped", "skipped_no_subscribers", "bad_image", "waiting_camera_info",
+                "inference_errors")
+    handled = sum(int(diag.get(k, 0)) for k in outcomes)
     frames_in = int(diag.get("frames_in", 0))
-    return frames_in >= max(published, 1) and handled >= frames_in and len(recorded.depth) >= int(diag.get("frames_out", 0))
+    return (frames_in >= max(published, 1) and handled >= frames_in
+            and len(recorded.depth) >= int(diag.get("frames_out", 0)))
 
 
-def write_outputs(out: Path, rec: Recorded, truth: dict[int, dict[str, np.ndarray]], bag: Path, published: int, seconds: float) -> str:
+def write_outputs(out: Path, rec: Recorded, truth: dict[int, dict[str, np.ndarray]], bag: Path, published: int,
+                  seconds: float, domain: str = "") -> str:
     """Write PNGs, the PLY and summary.txt; return the summary text."""
-    from fusanet_core.image_io import colorize_depth, write_confidence_png, write_depth_png, write_rgb
+    from fusanet_core.image_io import write_confidence_png, write_depth_png, write_rgb
+    from fusanet_core.preview import depth_preview
+
+    from fusanet_ros.evaluation.report import Evaluation
 
     frames = out / "frames"
-    scores = []
+    evaluation = Evaluation()  # the bag-eval scoring rules: caps, validity, coverage
     for i, stamp in enumerate(sorted(rec.depth)):
         depth = rec.depth[stamp]
         name = f"{i:03d}_{stamp // 10**9}.{stamp % 10**9 // 10**6:03d}"
@@ -216,55 +252,50 @@ def write_outputs(out: Path, rec: Recorded, truth: dict[int, dict[str, np.ndarra
             write_confidence_png(frames / f"{name}_confidence.png", rec.confidence[stamp])
         gt = truth.get(stamp, {})
         top = float(np.nanpercentile(depth, 98)) if np.isfinite(depth).any() else 1.0
-        panels = [gt["rgb"]] if "rgb" in gt else []
-        panels.append(colorize_depth(np.nan_to_num(depth), top))
         if "depth" in gt:
-            panels.append(colorize_depth(np.nan_to_num(gt["depth"]), top))
-            scores.append(_score(depth, gt["depth"]))
-        if all(p.shape == panels[0].shape for p in panels):
-            write_rgb(frames / f"{name}_preview.png", np.concatenate(panels, axis=1))
+            evaluation.add(stamp, depth, gt["depth"])
+        # colour | predicted depth | bag depth (same scale) | colour bar in metres
+        sensor = [gt["depth"]] if "depth" in gt else []
+        write_rgb(frames / f"{name}_preview.png", depth_preview(gt.get("rgb"), depth, top, sensor))
     ply_points = write_ply(out / "cloud.ply", rec.cloud) if rec.cloud is not None else 0
-    summary = _summary(out, rec, bag, published, scores, ply_points, seconds)
+    summary = _summary(out, rec, bag, published, evaluation, ply_points, seconds, domain)
     (out / "summary.txt").write_text(summary + "\n")
     return summary
 
 
-def _score(pred: np.ndarray, gt: np.ndarray) -> dict[str, float] | None:
-    """Metrics (abs_rel, rmse, ...) on the pixels valid in both, and their share (coverage)."""
-    from fusanet_core.metrics import compute_metrics
-
-    valid = np.isfinite(pred) & np.isfinite(gt) & (gt > 0)
-    if valid.sum() < 10:
-        return None
-    scores = compute_metrics(np.where(valid, pred, 1.0), np.where(valid, gt, 0.0), max_depth=10.0, mask=valid)
-    return {**scores, "coverage": float(valid.mean())}
-
-
-def _summary(out: Path, rec: Recorded, bag: Path, published: int, scores: list, ply_points: int, seconds: float) -> str:
+def _summary(out: Path, rec: Recorded, bag: Path, published: int, evaluation: Any, ply_points: int, seconds: float,
+             domain: str = "") -> str:
     d = rec.diagnostics
     depths = [v[np.isfinite(v)] for v in rec.depth.values()]
     all_depth = np.concatenate(depths) if depths else np.zeros(0)
     conf = np.concatenate([c.reshape(-1) for c in rec.confidence.values()]) if rec.confidence else np.zeros(0)
     lines = [f"FuSaNet demo: {bag} -> {out}  ({seconds:.0f} s)",
-             f"  model      {d.get('model', '?')} on {d.get('device', '?')}, network input {d.get('network_input', '?')}",
-             f"  frames     {published if published >= 0 else '?'} sent by the bag player, {d.get('frames_in', '?')} received by the node, "
+             f"  model      {d.get('model', '?')} on {d.get('device', '?')}, "
+             f"network input {d.get('network_input', '?')}",
+             f"  frames     {published if published >= 0 else '?'} sent by the bag player, "
+             f"{d.get('frames_in', '?')} received by the node, "
              f"{len(rec.depth)} depth maps out, {d.get('dropped', '0')} dropped while busy",
-             f"  latency    p50 {_ms(d.get('latency_p50_ms'))}, p95 {_ms(d.get('latency_p95_ms'))} (receive -> publish); "
+             f"  latency    p50 {_ms(d.get('latency_p50_ms'))}, p95 {_ms(d.get('latency_p95_ms'))} "
+             f"(receive -> publish); "
              f"model p50 {_ms(d.get('model_p50_ms'))}, node overhead p50 {_ms(d.get('overhead_p50_ms'))}"]
     if all_depth.size:
         confidence = f", confidence mean {conf.mean():.2f}" if conf.size else ""
-        lines.append(f"  depth      {all_depth.min():.2f} - {all_depth.max():.2f} m (median {np.median(all_depth):.2f} m){confidence}")
-    valid_scores = [s for s in scores if s]
-    if valid_scores:
-        mean = {k: float(np.mean([s[k] for s in valid_scores])) for k in ("abs_rel", "rmse", "coverage")}
-        lines.append(f"  vs bag depth  abs_rel {mean['abs_rel']:.3f}, rmse {mean['rmse']:.3f} m "
-                     f"({len(valid_scores)} frames, {100 * mean['coverage']:.0f} % of pixels scored)")
-    elif scores:
-        lines.append("  vs bag depth  no overlapping valid pixels")
+        lines.append(f"  depth      {all_depth.min():.2f} - {all_depth.max():.2f} m "
+                     f"(median {np.median(all_depth):.2f} m){confidence}")
+    scored = evaluation.summary()
+    if scored is not None:
+        lines.append(f"  vs bag depth  abs_rel {scored['abs_rel']:.3f}, rmse {scored['rmse']:.3f} m "
+                     f"({scored['n_images']} frames, {100 * scored['coverage']:.0f} % of pixels scored)")
+    elif evaluation.frames:
+        lines.append(f"  vs bag depth  nothing scored ({evaluation.main_skip()[1]})")
     else:
         lines.append("  vs bag depth  (the bag has no depth registered to colour)")
-    lines.append(f"  cloud      {out / 'cloud.ply'} ({ply_points:,} points)" if ply_points else "  cloud      none received")
-    lines.append(f"  files      {out / 'frames'}/*_depth.png (16-bit mm), *_confidence.png, *_preview.png; logs in {out / 'logs'}")
+    lines.append(f"  cloud      {out / 'cloud.ply'} ({ply_points:,} points)" if ply_points
+                 else "  cloud      none received")
+    if domain:
+        lines.append(f"  dds        ROS_DOMAIN_ID {domain}")
+    lines.append(f"  files      {out / 'frames'}/*_depth.png (16-bit mm), *_confidence.png, *_preview.png; "
+                 f"logs in {out / 'logs'}")
     return "\n".join(line for line in lines if line)
 
 

@@ -115,7 +115,8 @@ def test_camera_info_prefers_p_then_k_and_rejects_bad_focal() -> None:
     assert conv.camera_info_intrinsics(info) == pytest.approx((500, 501, 320, 240))
     info.p = np.zeros(12)  # unset P (many drivers) -> K
     assert conv.camera_info_intrinsics(info) == pytest.approx(K)
-    for bad in (np.zeros(9), np.array([np.nan, 0, 320, 0, 500, 240, 0, 0, 1.0]), np.array([-5.0, 0, 320, 0, 500, 240, 0, 0, 1])):
+    for bad in (np.zeros(9), np.array([np.nan, 0, 320, 0, 500, 240, 0, 0, 1.0]),
+                np.array([-5.0, 0, 320, 0, 500, 240, 0, 0, 1])):
         info.k = bad
         with pytest.raises(conv.ConversionError, match="no valid focal length"):
             conv.camera_info_intrinsics(info)
@@ -158,7 +159,8 @@ def test_organised_cloud_layout_and_values() -> None:
     rgb = _rgb(6, 8)
     cloud = conv.depth_to_cloud(depth, K, _header(), rgb, conf, min_confidence=0.5, organized=True)
     assert (cloud.height, cloud.width, cloud.point_step, cloud.row_step) == (6, 8, 32, 256)
-    assert [(f.name, f.offset, f.datatype) for f in cloud.fields] == [("x", 0, 7), ("y", 4, 7), ("z", 8, 7), ("rgb", 16, 7)]
+    assert [(f.name, f.offset, f.datatype) for f in cloud.fields] == [("x", 0, 7), ("y", 4, 7), ("z", 8, 7),
+                                                                      ("rgb", 16, 7)]
     assert not cloud.is_dense and not cloud.is_bigendian and cloud.header.frame_id == "cam_optical"
     fields = conv.read_cloud_fields(cloud, ("x", "y", "z", "rgb"))
     xyz = np.stack([fields["x"], fields["y"], fields["z"]], axis=-1)
@@ -181,7 +183,8 @@ def test_cloud_reader_handles_padding_float64_and_bad_layouts() -> None:
     pts = RNG.random((5, 3))
     raw = np.zeros((5, 40), np.uint8)  # x, y, z float64 at 8/16/24 in a 40-byte point
     raw[:, 8:32] = pts.astype("<f8").view(np.uint8).reshape(5, 24)
-    fields = [PointField(name=n, offset=o, datatype=PointField.FLOAT64, count=1) for n, o in (("x", 8), ("y", 16), ("z", 24))]
+    fields = [PointField(name=n, offset=o, datatype=PointField.FLOAT64, count=1)
+              for n, o in (("x", 8), ("y", 16), ("z", 24))]
     msg = PointCloud2(height=1, width=5, fields=fields, point_step=40, row_step=200, data=raw.tobytes())
     np.testing.assert_allclose(conv.cloud_to_xyz(msg), pts, rtol=1e-6)
     msg.row_step = 100

@@ -1,14 +1,17 @@
-"""The live evaluator: stamp pairing, parameters, scoring in-process, the eval launch description,
-and live (real DDS between processes) against offline metrics on the same frames."""
+"""The live evaluator node.
+
+Stamp pairing, parameters, scoring in-process, the eval launch description, and live (real DDS
+between processes) against offline metrics on the same frames.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 import subprocess
 import sys
 import types
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,12 +22,13 @@ pytest.importorskip("rclpy")
 from std_msgs.msg import Header  # noqa: E402
 
 from fusanet_core.metrics import compute_metrics  # noqa: E402
-from fusanet_ros.nodes import conversions as conv  # noqa: E402
 from fusanet_ros.evaluation.bag_eval import BagEvalOptions, evaluate_bag  # noqa: E402
-from fusanet_ros.startup.eval_launch import eval_arguments, eval_nodes, run_eval_launch  # noqa: E402
 from fusanet_ros.evaluation.pairing import StampPairing  # noqa: E402
-from fusanet_ros.nodes.evaluator_node import PARAMETERS, EvaluatorNode, validate_settings  # noqa: E402
-from fusanet_ros.evaluation.registration import RigidTransform, register_depth  # noqa: E402
+from fusanet_ros.evaluation.registration import register_depth, RigidTransform  # noqa: E402
+from fusanet_ros.nodes import conversions as conv  # noqa: E402
+from fusanet_ros.nodes.evaluator_node import EvaluatorNode, PARAMETERS, validate_settings  # noqa: E402
+from fusanet_ros.nodes.params import defaults  # noqa: E402
+from fusanet_ros.startup.eval_launch import eval_arguments, eval_nodes, run_eval_launch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_BAG = ROOT / "sample" / "tum_rgbd_bag"
@@ -85,10 +89,10 @@ def test_pending_maps_are_bounded_by_age_and_count() -> None:
     ("slop", -1.0, "slop must be >= 0"), ("register", "maybe", "register must be one of"),
     ("extrinsic", "1 2 3", "parameter extrinsic"), ("max_depth", 0.0, "min_depth < max_depth"),
     ("crop", "diagonal", "'diagonal'"), ("gt_depth_scale", 0.0, "gt_depth_scale must be > 0"),
-    ("qos.reliability", "sometimes", "qos.reliability"),
+    ("max_pending", 0, r"max_pending must be in \[1, 100000\], got 0$"), ("idle_timeout", -1.0, "idle_timeout"),
 ])
 def test_invalid_parameters_are_named(name: str, value: Any, match: str) -> None:
-    values = {k: v for k, (v, _) in PARAMETERS.items()}
+    values = defaults(PARAMETERS)
     values[name] = value
     with pytest.raises(ValueError, match=match):
         validate_settings(values)
@@ -103,6 +107,19 @@ def test_bad_parameters_exit_2_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "cannot start: slop must be >= 0" in result.stderr + result.stdout
     assert not (tmp_path / "report.json").exists()
+
+
+def test_removed_qos_parameters_are_refused_by_name(make_node: Any) -> None:
+    """qos.reliability / qos.depth were replaced by qos_overrides: setting one is an error, not ignored."""
+    from rclpy.qos import ReliabilityPolicy
+
+    with pytest.raises(ValueError, match="qos.depth was removed.*qos_overrides"):
+        make_node(**{"qos.depth": 5})
+    node = make_node(**{"qos_overrides./depth/image.subscription.reliability": "reliable"})
+    [sub] = [s for s in node.subscriptions if s.topic_name == "/depth/image"]
+    assert sub.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+    [gt] = [s for s in node.subscriptions if s.topic_name == "/ground_truth"]
+    assert gt.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
 
 
 def test_sigint_writes_the_report(tmp_path: Path) -> None:
@@ -133,7 +150,7 @@ def test_sigint_writes_the_report(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------- in-process scoring
 @pytest.fixture
 def make_node(tmp_path: Path) -> Any:
-    """EvaluatorNode factory in a private rclpy context; callbacks are called directly (no DDS)."""
+    """Provide an EvaluatorNode factory in a private rclpy context; callbacks are called directly (no DDS)."""
     import rclpy
     from rclpy.context import Context
     from rclpy.parameter import Parameter
@@ -251,13 +268,15 @@ def _fake_launch(recorded: dict[str, list]) -> dict[str, types.ModuleType]:
                 recorded.setdefault(kind, []).append(kwargs or args)
         return Recorded
 
-    modules = {name: types.ModuleType(name) for name in ("launch", "launch.actions", "launch.event_handlers", "launch.events",
-                                                         "launch.substitutions", "launch_ros", "launch_ros.actions")}
+    names = ("launch", "launch.actions", "launch.event_handlers", "launch.events", "launch.substitutions", "launch_ros",
+             "launch_ros.actions")
+    modules = {name: types.ModuleType(name) for name in names}
     modules["launch"].LaunchDescription = Entity
     actions = modules["launch.actions"]
     actions.DeclareLaunchArgument = DeclareLaunchArgument
     actions.OpaqueFunction = Entity
-    actions.ExecuteProcess, actions.RegisterEventHandler, actions.EmitEvent = (recorder(k) for k in ("process", "handler", "emit"))
+    actions.ExecuteProcess, actions.RegisterEventHandler, actions.EmitEvent = (
+        recorder(k) for k in ("process", "handler", "emit"))
     modules["launch.event_handlers"].OnProcessExit = recorder("on_exit")
     modules["launch.events"].Shutdown = recorder("shutdown")
     modules["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
@@ -284,30 +303,26 @@ def test_eval_launch_file_starts_what_the_runner_starts(monkeypatch: pytest.Monk
     assert [k["name"] for k in recorded["node"]] == ["depth_node", "evaluator"]
     assert dict(expected[1]["remappings"])["ground_truth"] == "/camera/depth/image_raw"
     [player] = recorded["process"]
-    assert player["cmd"][2:5] == ["fusanet_ros.cli", "play", str(SAMPLE_BAG.resolve())]
+    assert player["cmd"][2:4] == ["fusanet_ros.tools.bag_player", str(SAMPLE_BAG.resolve())]
     assert len(recorded["handler"]) == 1 and len(recorded["shutdown"]) == 1  # the evaluator's exit ends the launch
 
 
 # ------------------------------------------------------------------------- live against offline
 @pytest.mark.slow
-def test_live_and_offline_give_the_same_metrics(tmp_path: Path) -> None:
+def test_live_and_offline_give_the_same_metrics(tmp_path: Path, tiny_checkpoint: Path) -> None:
     """Bag player -> depth node -> evaluator over real DDS (three processes), against bag-eval."""
-    import torch
-
-    import fusanet_core
-    from fusanet_core.checkpoint import save_checkpoint
     from fusanet_ros.startup.runner import pick_domain_id
 
     if not (SAMPLE_BAG / "metadata.yaml").is_file():
         pytest.skip("sample/tum_rgbd_bag is not in this checkout")
-    torch.manual_seed(0)
-    cfg = fusanet_core.preset_config("tiny")
-    checkpoint = save_checkpoint(tmp_path / "tiny.pt", fusanet_core.build_model(cfg), cfg)
-    values = {"bag": str(SAMPLE_BAG), "checkpoint": str(checkpoint), "device": "cpu", "output_dir": str(tmp_path / "live"),
-              "rate": 1.0, "idle_timeout": 3.0, "depth_parameters": {"input_size": [48, 64], "num_threads": 1},
+    checkpoint = tiny_checkpoint
+    values = {"bag": str(SAMPLE_BAG), "checkpoint": str(checkpoint), "device": "cpu",
+              "output_dir": str(tmp_path / "live"), "rate": 1.0, "idle_timeout": 3.0,
+              "depth_parameters": {"input_size": [48, 64], "num_threads": 1},
               "evaluator_parameters": {"max_frames": 10}}
     code = run_eval_launch(values, domain_id=pick_domain_id(), log_dir=tmp_path / "logs", timeout=90)
-    logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in sorted((tmp_path / "logs").glob("*.log")))
+    logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}"
+                     for p in sorted((tmp_path / "logs").glob("*.log")))
     assert code == 0, logs
     live = json.loads((tmp_path / "live" / "report.json").read_text())
     offline_eval, _ = evaluate_bag(BagEvalOptions(bag=str(SAMPLE_BAG), image_topic="/camera/color/image_raw",
@@ -320,5 +335,6 @@ def test_live_and_offline_give_the_same_metrics(tmp_path: Path) -> None:
     for stamp in common:
         assert scored[stamp]["metrics"] == pytest.approx(offline[stamp].metrics, rel=1e-4), stamp
     counts = live["counts"]
-    assert counts["inputs_received"] == 10 and counts["dropped"] == counts["inputs_received"] - counts["predictions_received"]
+    assert counts["inputs_received"] == 10
+    assert counts["dropped"] == counts["inputs_received"] - counts["predictions_received"]
     assert live["latency_ms"]["n"] == counts["ok"] and live["latency_ms"]["p50"] > 0

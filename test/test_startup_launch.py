@@ -5,19 +5,25 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
+from pathlib import Path
 import re
 import shlex
 import subprocess
 import sys
 import types
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from fusanet_ros.startup import runner as runner_mod
-from fusanet_ros.startup.launch_description import DEPTH_ARGUMENTS, NodeSpec, depth_nodes, format_param_value, parse_param
+from fusanet_ros.startup.launch_description import (
+    DEPTH_ARGUMENTS,
+    depth_nodes,
+    format_param_value,
+    NodeSpec,
+    parse_param,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "depth.launch.py"
@@ -27,8 +33,10 @@ SAMPLE_BAG = ROOT / "sample" / "tum_rgbd_bag"
 
 # ------------------------------------------------------------ a minimal stand-in for launch/launch_ros
 def _fake_launch(recorded: list[dict[str, Any]]) -> dict[str, types.ModuleType]:
-    """Just enough of `launch` and `launch_ros` to evaluate a launch file and record Node kwargs
-    (and `{"process": kwargs}` of ExecuteProcess actions)."""
+    """Fake just enough of `launch` and `launch_ros` to evaluate a launch file.
+
+    Node kwargs are recorded (and `{"process": kwargs}` of ExecuteProcess actions).
+    """
 
     class LaunchDescription:
         def __init__(self, entities: list) -> None:
@@ -53,6 +61,22 @@ def _fake_launch(recorded: list[dict[str, Any]]) -> dict[str, types.ModuleType]:
         def __init__(self, **kwargs: Any) -> None:
             recorded.append(kwargs)
 
+    class LifecycleNode(Node):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs, lifecycle=True)
+
+    class ChangeState:
+        def __init__(self, lifecycle_node_matcher: Any, transition_id: int) -> None:
+            self.transition_id = transition_id
+
+    class EmitEvent:
+        def __init__(self, event: Any) -> None:
+            self.event = event
+
+    class OnStateTransition:  # records which transitions follow which state
+        def __init__(self, target_lifecycle_node: Any, goal_state: str, entities: list) -> None:
+            recorded.append({"on_state": goal_state, "then": [e.event.transition_id for e in entities]})
+
     class ExecuteProcess:
         def __init__(self, **kwargs: Any) -> None:
             recorded.append({"process": kwargs})
@@ -61,20 +85,28 @@ def _fake_launch(recorded: list[dict[str, Any]]) -> dict[str, types.ModuleType]:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             pass
 
-    modules = {name: types.ModuleType(name) for name in ("launch", "launch.actions", "launch.event_handlers", "launch.events",
-                                                         "launch.substitutions", "launch_ros", "launch_ros.actions")}
+    names = ("launch", "launch.actions", "launch.event_handlers", "launch.events", "launch.substitutions",
+             "launch_ros", "launch_ros.actions", "launch_ros.event_handlers", "launch_ros.events",
+             "launch_ros.events.lifecycle")
+    modules = {name: types.ModuleType(name) for name in names}
     modules["launch"].LaunchDescription = LaunchDescription
     modules["launch.actions"].DeclareLaunchArgument = DeclareLaunchArgument
     modules["launch.actions"].OpaqueFunction = OpaqueFunction
     modules["launch.actions"].ExecuteProcess = ExecuteProcess
-    modules["launch.actions"].RegisterEventHandler = modules["launch.actions"].EmitEvent = Inert
+    modules["launch.actions"].RegisterEventHandler = Inert
+    modules["launch.actions"].EmitEvent = EmitEvent
     modules["launch.event_handlers"].OnProcessExit = modules["launch.events"].Shutdown = Inert
     modules["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+    modules["launch.events"].matches_action = lambda action: action
     modules["launch_ros.actions"].Node = Node
+    modules["launch_ros.actions"].LifecycleNode = LifecycleNode
+    modules["launch_ros.event_handlers"].OnStateTransition = OnStateTransition
+    modules["launch_ros.events.lifecycle"].ChangeState = ChangeState
     return modules
 
 
-def _run_launch_file(monkeypatch: pytest.MonkeyPatch, launch_file: Path = LAUNCH_FILE, **launch_args: str) -> list[dict[str, Any]]:
+def _run_launch_file(monkeypatch: pytest.MonkeyPatch, launch_file: Path = LAUNCH_FILE,
+                     **launch_args: str) -> list[dict[str, Any]]:
     """Evaluate a launch file (default depth.launch.py) as `ros2 launch` would with `name:=value` arguments."""
     recorded: list[dict[str, Any]] = []
     for name, module in _fake_launch(recorded).items():
@@ -89,12 +121,17 @@ def _run_launch_file(monkeypatch: pytest.MonkeyPatch, launch_file: Path = LAUNCH
     context = types.SimpleNamespace(launch_configurations={**declared, **launch_args})
     for entity in description.entities:
         if hasattr(entity, "function"):
-            entity.function(context)
+            for action in entity.function(context) or []:  # events emitted at launch start
+                if hasattr(action, "event") and hasattr(action.event, "transition_id"):
+                    recorded.append({"emit": action.event.transition_id})
     return recorded
 
 
 def _from_launch_ros(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """What launch_ros makes of Node(...): name, namespace, ordered parameter sources, remappings."""
+    """Return what launch_ros makes of Node(...).
+
+    Name, namespace, ordered parameter sources, remappings, log level (ros_arguments).
+    """
     params: list[tuple] = []
     for item in kwargs["parameters"]:
         if isinstance(item, dict):  # launch_ros writes dicts to a temporary params file: same values
@@ -102,14 +139,18 @@ def _from_launch_ros(kwargs: dict[str, Any]) -> dict[str, Any]:
         else:
             params.append(("file", str(item)))
     ns = kwargs.get("namespace", "")
-    return {"executable": kwargs["executable"], "name": kwargs["name"], "namespace": "/" + ns.strip("/") if ns.strip("/") else "",
-            "params": params, "remappings": [tuple(r) for r in kwargs["remappings"]]}
+    ros_arguments = kwargs.get("ros_arguments", [])
+    return {"executable": kwargs["executable"], "name": kwargs["name"],
+            "namespace": "/" + ns.strip("/") if ns.strip("/") else "",
+            "params": params, "remappings": [tuple(r) for r in kwargs["remappings"]],
+            "log_level": ros_arguments[1] if ros_arguments[:1] == ["--log-level"] else None}
 
 
 def _from_command(cmd: list[str]) -> dict[str, Any]:
-    """The same structure parsed back from a runner command line."""
+    """Parse the same structure back from a runner command line."""
     assert cmd[1] == "-m" and cmd[3] == "--ros-args", cmd
-    out: dict[str, Any] = {"module": cmd[2], "name": None, "namespace": "", "params": [], "remappings": []}
+    out: dict[str, Any] = {"module": cmd[2], "name": None, "namespace": "", "params": [], "remappings": [],
+                           "log_level": None}
     args = iter(cmd[4:])
     for flag in args:
         value = next(args)
@@ -123,6 +164,8 @@ def _from_command(cmd: list[str]) -> dict[str, Any]:
             out["namespace"] = value.split(":=", 1)[1]
         elif flag == "-r":
             out["remappings"].append(tuple(value.split(":=", 1)))
+        elif flag == "--log-level":
+            out["log_level"] = value
         else:
             raise AssertionError(f"unexpected {flag} {value}")
     return out
@@ -137,12 +180,18 @@ CASES = [
     {},
     {"namespace": "robot1", "image_topic": "/cam/rgb", "camera_info_topic": "/cam/info", "device": "cpu",
      "checkpoint": str(ROOT / "setup.py"), "params_file": str(ROOT / "config" / "depth.yaml")},
+    {"lifecycle": "true", "use_sim_time": "true", "log_level": "debug"},
+    {"lifecycle": "true", "autostart": "false"},
 ]
 
 
 @pytest.mark.parametrize("launch_args", CASES)
-def test_launch_file_and_runner_start_the_same_nodes(monkeypatch: pytest.MonkeyPatch, launch_args: dict[str, str]) -> None:
-    launched = [_from_launch_ros(kw) for kw in _run_launch_file(monkeypatch, **launch_args)]
+def test_launch_file_and_runner_start_the_same_nodes(monkeypatch: pytest.MonkeyPatch,
+                                                     launch_args: dict[str, str]) -> None:
+    recorded = _run_launch_file(monkeypatch, **launch_args)
+    events = [kw for kw in recorded if "executable" not in kw]
+    managed = [kw.pop("lifecycle", False) for kw in recorded if "executable" in kw]
+    launched = [_from_launch_ros(kw) for kw in recorded if "executable" in kw]
     # The runner path, through the real CLI (`fusanet launch depth --dry-run` prints the commands).
     cli = ["launch", "depth", "--dry-run"] + [f"--{k.replace('_', '-')}={v}" for k, v in launch_args.items()]
     result = subprocess.run([sys.executable, "-m", "fusanet_ros.cli", *cli], capture_output=True, text=True, timeout=60)
@@ -155,6 +204,19 @@ def test_launch_file_and_runner_start_the_same_nodes(monkeypatch: pytest.MonkeyP
         assert node == proc
     assert ran[0]["params"][0] == ("file", launch_args.get("params_file", str(ROOT / "config" / "depth.yaml")))
     assert ("image", launch_args.get("image_topic", "/camera/color/image_raw")) in ran[0]["remappings"]
+    assert ran[0]["namespace"] == "/" + launch_args.get("namespace", "fusanet")  # outputs at <ns>/depth/image ...
+    lifecycle = launch_args.get("lifecycle") == "true"
+    assert managed == [lifecycle]
+    assert _console_scripts()["depth_lifecycle_node" if lifecycle else "depth_node"] == commands[0][2]
+    # launch_ros configures the managed node, then activates it once inactive (what the runner's autostart does).
+    autostart = lifecycle and launch_args.get("autostart", "true") == "true"
+    from lifecycle_msgs.msg import Transition
+
+    expected = [{"on_state": "inactive", "then": [Transition.TRANSITION_ACTIVATE]},
+                {"emit": Transition.TRANSITION_CONFIGURE}]
+    assert events == (expected if autostart else [])
+    assert ran[0]["log_level"] == launch_args.get("log_level")
+    assert (("param", "use_sim_time", True) in ran[0]["params"]) == (launch_args.get("use_sim_time") == "true")
     env = dict(line.split("=", 1) for line in result.stdout.splitlines() if line.startswith(("ROS_", "FASTDDS_")))
     assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST" or "ROS_AUTOMATIC_DISCOVERY_RANGE" in os.environ
     assert Path(env["FASTDDS_DEFAULT_PROFILES_FILE"]).is_file()
@@ -171,8 +233,8 @@ EVAL_CASES = [
 
 
 @pytest.mark.parametrize("launch_args", EVAL_CASES)
-def test_eval_launch_file_and_fusanet_launch_eval_start_the_same_processes(monkeypatch: pytest.MonkeyPatch,
-                                                                         launch_args: dict[str, str]) -> None:
+def test_eval_launch_file_and_fusanet_launch_eval_start_the_same_processes(
+        monkeypatch: pytest.MonkeyPatch, launch_args: dict[str, str]) -> None:
     recorded = _run_launch_file(monkeypatch, EVAL_LAUNCH_FILE, **launch_args)
     launched = [_from_launch_ros(kw) for kw in recorded if "process" not in kw]
     players = [kw["process"]["cmd"] for kw in recorded if "process" in kw]
@@ -188,7 +250,7 @@ def test_eval_launch_file_and_fusanet_launch_eval_start_the_same_processes(monke
     assert [cmd[1:] for cmd in commands if "--ros-args" not in cmd] == [cmd[1:] for cmd in players]
     assert len(players) == (1 if launch_args.get("bag") else 0)
     if players:
-        assert players[0][2:5] == ["fusanet_ros.cli", "play", str(SAMPLE_BAG.resolve())]
+        assert players[0][2:4] == ["fusanet_ros.tools.bag_player", str(SAMPLE_BAG.resolve())]
 
 
 def test_launch_arguments_cover_the_cli_options() -> None:
@@ -213,7 +275,8 @@ def test_param_values_survive_the_command_line() -> None:
 
 
 def test_namespaced_spec_command_line() -> None:
-    spec = depth_nodes(params_file="/p.yaml", namespace="/r1/", image_topic="/img", extra_parameters={"input_size": [64, 80]})[0]
+    spec = depth_nodes(params_file="/p.yaml", namespace="/r1/", image_topic="/img",
+                       extra_parameters={"input_size": [64, 80]})[0]
     assert isinstance(spec, NodeSpec)
     args = spec.ros_args()
     assert args[:5] == ["--ros-args", "-r", "__node:=depth_node", "-r", "__ns:=/r1"]
@@ -230,20 +293,24 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def test_params_file_matches_node_defaults() -> None:
-    from fusanet_ros.nodes.depth_node import PARAMETERS, validate_settings
+    from fusanet_ros.nodes.depth_settings import PARAMETERS, validate_settings
+    from fusanet_ros.nodes.params import defaults
 
     data = yaml.safe_load((ROOT / "config" / "depth.yaml").read_text())
     assert list(data) == ["/**"], "the key must be /** so that namespaced nodes get the parameters"
     values = _flatten(data["/**"]["ros__parameters"])
-    assert values == {name: default for name, (default, _, _) in PARAMETERS.items()}
+    assert values == defaults(PARAMETERS)
     settings = validate_settings(values)
-    assert settings.input_size is None and settings.output_size is None and settings.qos_reliability == "best_effort"
+    assert settings.input_size is None and settings.output_size is None and settings.rectify == "auto"
+    assert settings.skip_when_unsubscribed and settings.max_input_pixels == 4096 * 4096
+    assert not {"qos.reliability", "qos.depth"} & set(values), "QoS comes from qos_overrides parameters"
 
 
 @pytest.mark.parametrize(
     "name,value,match",
     [
         ("device", "gpu", "device must be"),
+        ("backend", "tensorrt", "backend must be one of torch, onnxruntime"),
         ("input_size", [16, 16], "input_size"),
         ("input_size", [240], "input_size"),
         ("output_size", [-1, 5], "output_size"),
@@ -251,8 +318,12 @@ def test_params_file_matches_node_defaults() -> None:
         ("max_depth", 0.0, "max_depth"),
         ("max_depth", float("nan"), "max_depth"),
         ("min_confidence", 1.5, "min_confidence"),
-        ("cloud.stride", 0, "cloud.stride"),
-        ("qos.reliability", "fast", "qos.reliability"),
+        ("cloud.stride", 0, r"cloud.stride must be in \[1, 64\], got 0$"),  # an int stays an int in the text
+        ("cloud.stride", 2.5, "cloud.stride must be an integer"),
+        ("max_input_pixels", 0, "max_input_pixels"),
+        ("expected_rate", -1.0, "expected_rate"),
+        ("rectify", "always", "rectify must be one of auto, off"),
+        ("sparse.extrinsic", "1 2 3", "sparse.extrinsic: extrinsic needs 7"),
         ("image_transport", "theora", "image_transport"),
         ("sparse.type", "laser", "sparse.type"),
         ("sparse.max_age", -1.0, "sparse.max_age"),
@@ -260,16 +331,19 @@ def test_params_file_matches_node_defaults() -> None:
     ],
 )
 def test_invalid_parameters_are_named(name: str, value: Any, match: str) -> None:
-    from fusanet_ros.nodes.depth_node import PARAMETERS, validate_settings
+    from fusanet_ros.nodes.depth_settings import PARAMETERS, validate_settings
+    from fusanet_ros.nodes.params import defaults
 
-    values = {k: default for k, (default, _, _) in PARAMETERS.items()}
+    values = defaults(PARAMETERS)
     values[name] = value
     with pytest.raises((ValueError, FileNotFoundError), match=match):
         validate_settings(values)
 
 
 @pytest.mark.parametrize("override,match", [("max_depth:=-1.0", "max_depth"), ("max_depth:=abc", "max_depth"),
-                                            ("checkpoint:=/no/such.pt", "not found")])
+                                            ("checkpoint:=/no/such.pt", "not found"),
+                                            ("qos.reliability:=reliable",
+                                             "qos.reliability was removed.*qos_overrides")])
 def test_node_exits_with_one_line_on_bad_parameters(override: str, match: str, tmp_path: Path) -> None:
     env = runner_mod.dds_env(runner_mod.pick_domain_id())
     cmd = [sys.executable, "-m", "fusanet_ros.nodes.depth_node", "--ros-args", "-p", override]
@@ -286,8 +360,9 @@ def test_dds_env_defaults_and_respects_the_caller() -> None:
     assert Path(env["FASTDDS_DEFAULT_PROFILES_FILE"]).name == "fastdds_shm.xml"
     own = runner_mod.dds_env(None, base={"ROS_DOMAIN_ID": "7", "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET",
                                          "FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"})
-    assert (own["ROS_DOMAIN_ID"], own["ROS_AUTOMATIC_DISCOVERY_RANGE"], own["FASTDDS_DEFAULT_PROFILES_FILE"]) == ("7", "SUBNET", "/mine.xml")
-    assert 100 <= runner_mod.pick_domain_id() <= 200
+    assert (own["ROS_DOMAIN_ID"], own["ROS_AUTOMATIC_DISCOVERY_RANGE"], own["FASTDDS_DEFAULT_PROFILES_FILE"]) == (
+        "7", "SUBNET", "/mine.xml")
+    assert 1 <= runner_mod.pick_domain_id() <= 101  # ROS 2 safe ids on Linux
 
 
 def test_fastdds_profile_raises_the_shm_segment() -> None:
@@ -311,18 +386,15 @@ def test_stale_shm_cleanup_spares_live_segments(tmp_path: Path, monkeypatch: pyt
     assert "fastdds_dead" in removed and "sem.fastdds_port7777_mutex" in removed
 
 
-def test_fusanet_launch_forwards_sigterm_and_cleans_up(tmp_path: Path) -> None:
+def test_fusanet_launch_forwards_sigterm_and_cleans_up(tmp_path: Path, tiny_checkpoint: Path) -> None:
     """`fusanet launch depth` in the foreground: the node starts, SIGTERM to the runner stops it."""
     import signal
     import time
 
-    import fusanet_core
-    from fusanet_core.checkpoint import save_checkpoint
-
-    cfg = fusanet_core.preset_config("tiny")
-    ckpt = save_checkpoint(tmp_path / "tiny.pt", fusanet_core.build_model(cfg), cfg)
+    ckpt = tiny_checkpoint
     cmd = [sys.executable, "-m", "fusanet_ros.cli", "launch", "depth", "--checkpoint", str(ckpt), "--device", "cpu",
-           "--param", "input_size:=[48, 64]", "--param", "num_threads:=1", "--domain-id", str(runner_mod.pick_domain_id())]
+           "--param", "input_size:=[48, 64]", "--param", "num_threads:=1",
+           "--domain-id", str(runner_mod.pick_domain_id())]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
     deadline = time.monotonic() + 90
