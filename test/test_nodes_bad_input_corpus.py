@@ -474,8 +474,9 @@ def test_frames_far_above_vga_cross_dds_and_are_counted(h: Harness) -> None:
     after = h.counters("raw")
     seen = int(after["frames_in"]) - int(before["frames_in"]) - 1  # less the good frame
     assert seen >= 2, f"DDS delivered only {seen} of 3 frames of 22.5 MB"
-    assert int(after["too_large"]) - int(before["too_large"]) == seen  # every large frame seen is refused
-    assert after["dropped"] == before["dropped"]
+    refused = int(after["too_large"]) - int(before["too_large"])
+    replaced = int(after["dropped"]) - int(before["dropped"])  # still in the 1-slot mailbox when the next came
+    assert refused >= 1 and refused + replaced == seen, (seen, refused, replaced)  # none served, none lost uncounted
 
 
 def test_oversized_inputs_do_not_grow_the_node(h: Harness) -> None:
