@@ -191,26 +191,6 @@ def test_v2_presets_size_and_compute(preset):
         assert counter.get_total_flops() / 2 <= 10e9
 
 
-@pytest.mark.parametrize("overrides", [
-    {"ceil_strides": True}, {"shared_confidence": True}, {"reuse_image_features": True},
-    {"shared_confidence": True, "use_confidence": False},
-    {"backbone": "efficientnet_lite0", "backbone_pretrained": False},
-])
-def test_v2_switches_train_and_keep_shapes(overrides):
-    torch.manual_seed(0)
-    model = FuSaNet(ModelConfig(**{**PRESETS["tiny"], **overrides})).train()
-    h, w = 37, 53
-    out = model(torch.rand(2, 3, h, w), _points(2, h, w, 12))
-    for k, depth in enumerate(out["depth"]):
-        assert depth.shape == (2, 1, -(-h // 2**k), -(-w // 2**k))
-    confs = [c for c in out["confidence"] + out["pass1"]["confidence"] if c is not None]
-    assert all(((c >= 0) & (c <= 1)).all() for c in confs)
-    loss = sum(d.mean() for d in out["depth"] + out["pass1"]["depth"]) + sum(c.mean() for c in confs)
-    loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
-    assert not missing, missing
-
-
 def test_unet_baseline():
     model = build_model("unet").eval()
     n = sum(p.numel() for p in model.parameters())
@@ -263,11 +243,16 @@ def test_speed_keys_default_to_the_earlier_networks(preset, count):
 
 
 @pytest.mark.parametrize("overrides", [
+    {"ceil_strides": True}, {"shared_confidence": True}, {"reuse_image_features": True},
+    {"shared_confidence": True, "use_confidence": False},
+    {"backbone": "efficientnet_lite0", "backbone_pretrained": False},
     {"stem_stride": 2}, {"saliency_scale": 2}, {"saliency_scale": 4}, {"separable_convs": True},
     {"separable_nconv": True}, {"separable_nconv": True, "shared_confidence": False},
     {"stem_stride": 2, "saliency_scale": 4, "use_confidence": False},
+    {"depth_head": "log"}, {"point_tie_break": "memory"},
 ])
-def test_speed_switches_train_and_keep_shapes(overrides):
+def test_model_switches_train_and_keep_shapes(overrides):
+    """Every v2 / speed switch: shapes, finite outputs, confidences in [0, 1], gradients everywhere."""
     torch.manual_seed(0)
     model = FuSaNet(ModelConfig(**{**PRESETS["tiny"], **overrides})).train()
     h, w = 37, 53

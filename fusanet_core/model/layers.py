@@ -30,6 +30,13 @@ def conv_bn_relu(
     )
 
 
+def _confidence_groups(groups: tuple[int, ...] | None, c_in: int) -> tuple[int, ...] | None:
+    """Check the shared-confidence groups of an nConv: channel counts that sum to c_in (None = per channel)."""
+    if groups is not None and sum(groups) != c_in:
+        raise ValueError(f"confidence groups {groups} must sum to c_in = {c_in}")
+    return None if groups is None else tuple(int(g) for g in groups)
+
+
 class NConv2d(nn.Module):
     """Normalized convolution (Eldesokey et al.): confidence-weighted data, propagated confidence.
 
@@ -50,9 +57,7 @@ class NConv2d(nn.Module):
     ):
         super().__init__()
         self.stride, self.padding, self.beta, self.eps = stride, kernel // 2, beta, eps
-        if groups is not None and sum(groups) != c_in:
-            raise ValueError(f"confidence groups {groups} must sum to c_in = {c_in}")
-        self.groups = None if groups is None else tuple(int(g) for g in groups)
+        self.groups = _confidence_groups(groups, c_in)
         # Raw values around 0.05 give positive weights of a similar spread to a plain conv's.
         self.raw_weight = nn.Parameter(torch.empty(c_out, c_in, kernel, kernel).uniform_(-0.1, 0.2))
         self.bias = nn.Parameter(torch.zeros(c_out)) if bias else None
@@ -110,9 +115,7 @@ class SeparableNConv2d(nn.Module):
     ):
         super().__init__()
         self.stride, self.padding, self.beta, self.eps = stride, kernel // 2, beta, eps
-        if groups is not None and sum(groups) != c_in:
-            raise ValueError(f"confidence groups {groups} must sum to c_in = {c_in}")
-        self.groups = None if groups is None else tuple(int(g) for g in groups)
+        self.groups = _confidence_groups(groups, c_in)
         self.raw_weight = nn.Parameter(torch.empty(c_in, 1, kernel, kernel).uniform_(-0.1, 0.2))
         self.pointwise = NConv2d(c_in, c_out, 1, beta=beta, eps=eps, bias=bias, groups=self.groups)
 
