@@ -45,7 +45,7 @@ from fusanet_core.model import build_model, FuSaNet  # noqa: E402
 
 MAC_SIZES = {"228x304": (228, 304), "240x320": (240, 320), "480x640": (480, 640)}
 LATENCY_SIZE = (240, 320)
-PRESETS = ("paper", "paper_lite0", "lite", "small", "unet", "fast")
+PRESETS = ("paper", "paper_lite0", "lite", "lite_fast", "small", "unet", "fast")
 FRAME = ROOT / "sample" / "tum_rgbd" / "00.color.jpg"
 # The FastDepth variant an end-to-end Predictor time is compared with (FastDepth has no Predictor).
 REFERENCE = {"predictor": "channels_last", "predictor_onnxruntime": "onnxruntime"}

@@ -6,8 +6,10 @@ loaded with `torch.load(weights_only=True)`: no pickled code ever runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 import os
 from pathlib import Path
+import re
 import tempfile
 from typing import Any
 import warnings
@@ -19,6 +21,9 @@ from .config import Config, config_from_dict
 from .errors import error_reason
 
 FORMAT = "fusanet-checkpoint-v1"
+# save_checkpoint's temp file: "<final name><mkstemp's 8 random characters>.tmp", in the same folder.
+TEMP_SUFFIX = ".tmp"
+_TEMP_RANDOM = "[a-z0-9_]{8}"  # tempfile's random name part (_RandomNameSequence)
 
 
 class CheckpointError(ValueError):
@@ -37,7 +42,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, cfg: Config, half: bool 
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     payload = {"format": FORMAT, "config": cfg.to_dict(), "model": state, **extra}
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         torch.save(payload, tmp)
@@ -46,6 +51,25 @@ def save_checkpoint(path: str | Path, model: nn.Module, cfg: Config, half: bool 
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def remove_temp_files(folder: str | Path, names: Iterable[str]) -> list[Path]:
+    """Delete the temp files that killed `save_checkpoint` writes of `names` left in `folder`.
+
+    A kill between mkstemp and the rename leaves the temp file behind (the final name stays whole).
+    Only save_checkpoint's exact pattern matches: checkpoints and other files are never touched.
+
+    Returns:
+        The removed files.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    pattern = re.compile(f"({'|'.join(map(re.escape, names))}){_TEMP_RANDOM}{re.escape(TEMP_SUFFIX)}")
+    stale = sorted(p for p in folder.iterdir() if pattern.fullmatch(p.name) and p.is_file())
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Config]:

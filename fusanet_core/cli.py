@@ -1,4 +1,4 @@
-"""The `fusanet` command line (core part; fusanet_ros.cli adds the ROS commands).
+"""The `fusanet` command line: predict, train, eval, export (fusanet_ros.cli adds the ROS commands).
 
 Every command returns an exit code; user errors end as one readable line and a non-zero exit.
 """
@@ -6,6 +6,7 @@ Every command returns an exit code; user errors end as one readable line and a n
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 import sys
@@ -14,7 +15,11 @@ from typing import Callable
 import numpy as np
 
 from .checkpoint import CheckpointError
+from .config import Config, load_config
 from .errors import error_reason
+from .evaluate import evaluate
+from .metrics import format_table
+from .trainer import Trainer, TrainingError
 
 USER_ERRORS = (ValueError, FileNotFoundError, CheckpointError, OSError, KeyError)
 
@@ -36,17 +41,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
                    help="torch (eager) | onnxruntime (the exported graph, built and cached on first use)")
     p.set_defaults(run=run_predict)
 
-    _add_training_commands(sub)
+    _add_train(sub)
+    _add_eval(sub)
+    _add_export(sub)
     return parser, sub
-
-
-def _add_training_commands(sub: argparse._SubParsersAction) -> None:
-    """Add the train / eval / export commands, which live in the trainer and export modules (imported when used)."""
-    try:
-        from .trainer import add_cli_commands
-    except ImportError:  # trainer not built into this version
-        return
-    add_cli_commands(sub)
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -68,6 +66,120 @@ def run_predict(args: argparse.Namespace) -> int:
         write_rgb(out / f"{path.stem}_preview.png", depth_preview(rgb, depth))
         print(f"{path.name}: depth {np.median(depth):.2f} m median ({depth.min():.2f}-{depth.max():.2f} m), "
               f"confidence {result['confidence'].mean():.2f} mean -> {out}/{path.stem}_*.png")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train FuSaNet from a YAML config (see docs/training.md)")
+    p.add_argument("--config", required=True, help="training YAML, e.g. config/train_indoor.yaml")
+    p.add_argument("--resume", nargs="?", const="last", default=None, metavar="CKPT",
+                   help="continue from CKPT (default: <out_dir>/last.pt)")
+    p.add_argument("--force", action="store_true", help="start afresh even if out_dir holds a run")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value, e.g. --set loss.lam=0 (repeatable)")
+    p.add_argument("--out-dir", help="override train.out_dir")
+    p.add_argument("--max-steps", type=int, help="override train.max_steps")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--device", help="override train.device (auto | cpu | cuda[:N])")
+    p.set_defaults(run=run_train)
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="depth metrics of a checkpoint on a data set")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file")
+    p.add_argument("--data", required=True, help="manifest.csv (or its folder), list file or bag; may end in [a:b]")
+    p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--crop", choices=["eigen_nyu", "garg", "eigen_kitti"], help="evaluation crop (default none)")
+    p.add_argument("--max-depth", type=float, help="depth cap in metres (default: the checkpoint's data.max_depth)")
+    p.add_argument("--kind", choices=["nyu", "kitti"],
+                   help="units of a list file (default: the checkpoint's data.kind)")
+    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="network input size")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.set_defaults(run=run_eval)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="ONNX export of the inference graph (RGB + optional known points), "
+                                      "checked with onnxruntime")
+    p.add_argument("--checkpoint", help="checkpoint file (default: the bundled one)")
+    p.add_argument("--out", required=True, help="output .onnx file")
+    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="input size (default: the checkpoint's)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--max-points", type=int, default=512,
+                   help="rows of the graph's points input (u, v, depth + validity mask; default 512, 0 = RGB only)")
+    p.set_defaults(run=run_export)
+
+
+def train_config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config, args.set)
+    if args.out_dir:
+        cfg.train.out_dir = args.out_dir
+    if args.max_steps is not None:
+        cfg.train.max_steps = args.max_steps
+    if args.epochs is not None:
+        cfg.train.epochs = args.epochs
+    if args.device:
+        cfg.train.device = args.device
+    cfg.train.__post_init__()  # the shortcuts follow the config's own rules (--max-steps -1 is refused)
+    return cfg
+
+
+def run_train(args: argparse.Namespace) -> int:
+    cfg = train_config(args)
+    resume = None
+    if args.resume is not None:
+        resume = Path(cfg.train.out_dir) / "last.pt" if args.resume == "last" else Path(args.resume)
+        if not resume.is_file():
+            raise FileNotFoundError(f"nothing to resume: {resume} not found")
+    try:
+        trainer = Trainer(cfg, base_dir=Path(args.config).resolve().parent, resume=resume, force=args.force)
+        summary = trainer.fit()
+    except TrainingError as err:
+        print(f"fusanet train: error: {err}", file=sys.stderr)
+        return 3
+    except (ValueError, FileNotFoundError) as err:
+        raise _unwrap_worker_error(err) from None
+    if trainer.dist.main:
+        best = (f", best val rmse {summary['best_rmse']:.4f} (epoch {summary['best_epoch']})"
+                if summary["best_epoch"] else "")
+        print(f"trained to step {summary['step']}{best}; checkpoints in {cfg.train.out_dir}")
+    return 0
+
+
+def _unwrap_worker_error(err: Exception) -> Exception:
+    """Return the original error of a DataLoader worker's re-raised one.
+
+    A DataLoader worker re-raises "Caught ValueError in DataLoader worker process 0" + a
+    traceback; the CLI's one line should be the original message (its last line).
+    """
+    text = str(err)
+    if not text.startswith("Caught "):
+        return err
+    last = [line for line in text.strip().splitlines() if line.strip()][-1]
+    prefix = f"{type(err).__name__}: "
+    return type(err)(last[len(prefix):] if last.startswith(prefix) else last)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    input_size = tuple(args.input_size) if args.input_size else None
+    metrics = evaluate(args.checkpoint, args.data, args.device, args.crop, args.max_depth, args.kind, input_size)
+    print(f"{args.data}: {metrics['n_images']} images, crop {args.crop or 'none'}")
+    print(format_table(metrics))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(metrics, indent=2))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    input_size = tuple(args.input_size) if args.input_size else None
+    if args.max_points < 0:
+        raise ValueError(f"--max-points must be >= 0, got {args.max_points}")
+    report = export_onnx(args.checkpoint, args.out, input_size, args.opset, args.max_points)
+    print(f"exported {report['path']} (input 1x3x{report['height']}x{report['width']}); onnxruntime vs PyTorch: "
+          f"max |depth diff| {report['max_abs_diff']:.2e} m, max rel {report['max_rel_diff']:.2e}")
     return 0
 
 

@@ -9,12 +9,45 @@ from __future__ import annotations
 from collections.abc import Sequence
 import dataclasses
 from dataclasses import dataclass, field
+import math
 from pathlib import Path
 import types
 import typing
 from typing import Any
 
 import yaml
+
+from .confidence import check_knots
+
+
+@dataclass(frozen=True)
+class _Range:
+    """An interval of allowed values; NaN and inf are never in it."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        return math.isfinite(value) and above and value <= self.high
+
+    def describe(self, finite: bool) -> str:
+        if math.isfinite(self.low) and math.isfinite(self.high):
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+        rule = f"{'>' if self.low_open else '>='} {self.low:g}" if math.isfinite(self.low) else ""
+        return " and ".join(p for p in ("finite" if finite else "", rule) if p)
+
+
+FINITE, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL = _Range(), _Range(0.0), _Range(0.0, low_open=True), _Range(0.0, 1.0)
+
+
+def _check_ranges(section: str, values: Any, ranges: dict[str, _Range]) -> None:
+    """Raise ValueError naming the key, its range and the value of the first one out of range."""
+    for key, allowed in ranges.items():
+        value = getattr(values, key)
+        if value not in allowed:
+            raise ValueError(f"{section}.{key} must be {allowed.describe(isinstance(value, float))}, got {value}")
 
 
 @dataclass
@@ -52,6 +85,10 @@ class ModelConfig:
     saliency_scale: int = 1  # 1 | 2 | 4: the Saliency-Net runs at 1/saliency_scale, map upsampled
     separable_convs: bool = False  # Fusion-Net 3x3 Conv2D as depthwise 3x3 + pointwise 1x1
     separable_nconv: bool = False  # nConv 3x3 as depthwise 3x3 nConv + pointwise 1x1 nConv
+    # Camera-aware depth (issue 11, docs/architecture.md "Focal length"): the network works in the
+    # depth a canonical camera with fx = image width would see; its output (and the input points)
+    # are rescaled by fx / width of the actual camera at the network input. False: metric as seen.
+    focal_aware: bool = False
 
     def __post_init__(self) -> None:
         self.block_channels = tuple(self.block_channels)
@@ -64,6 +101,7 @@ class ModelConfig:
                 raise ValueError(f"model.{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
         if len(self.block_channels) != 5 or len(self.decoder_channels) != 5:
             raise ValueError("model.block_channels and model.decoder_channels need 5 entries each")
+        _check_ranges("model", self, {"max_depth": FINITE})
         if not 0 < self.min_depth < self.max_depth:
             raise ValueError(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
         if self.stem_stride not in (1, 2) or self.stem_stride == 2 and not self.reuse_image_features:
@@ -81,6 +119,17 @@ class PointsConfig:
     max_points: int = 200
     zero_points_prob: float = 0.2  # share of training iterations with no points ("FuSaNet3")
     sift_contrast_threshold: float = 0.02
+    # Training point sets that look like use (issue 11): a count log-uniform in
+    # [min_points, max_points] (0 = always max_points), a share of sets at random valid pixels
+    # instead of SIFT keypoints (LiDAR-like), relative Gaussian depth noise (SLAM-like).
+    min_points: int = 0
+    random_share: float = 0.0
+    depth_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_ranges("points", self, {"max_points": NON_NEGATIVE, "zero_points_prob": UNIT_INTERVAL,
+                                       "sift_contrast_threshold": NON_NEGATIVE, "min_points": NON_NEGATIVE,
+                                       "random_share": UNIT_INTERVAL, "depth_noise": _Range(0.0, 0.5)})
 
 
 @dataclass
@@ -90,11 +139,20 @@ class InferenceConfig:
     input_size: tuple[int, int] = (240, 320)  # (height, width) the network runs at
     fp16: bool = False  # half precision on CUDA only
     channels_last: bool = True  # NHWC memory layout: 1.2-1.4x faster on CPU (BENCHMARKS.md)
+    # Calibrated confidence (confidence.py, docs/architecture.md): the Predictor maps the raw
+    # confidence through these knots (np.interp) to P(|d - gt| / gt < confidence_bound) on the
+    # calibration data. Bound 0 = uncalibrated (the raw confidence; the default of older configs).
+    confidence_bound: float = 0.0
+    confidence_raw: tuple[float, ...] = ()
+    confidence_calibrated: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         self.input_size = tuple(int(v) for v in self.input_size)
         if len(self.input_size) != 2 or min(self.input_size) < 32:
             raise ValueError(f"inference.input_size must be [height, width] >= 32, got {self.input_size}")
+        self.confidence_raw = tuple(float(v) for v in self.confidence_raw)
+        self.confidence_calibrated = tuple(float(v) for v in self.confidence_calibrated)
+        check_knots(self.confidence_bound, self.confidence_raw, self.confidence_calibrated, "inference.confidence_")
 
 
 @dataclass
@@ -129,6 +187,11 @@ class LossConfig:
         self.scale_weights = tuple(float(v) for v in self.scale_weights)
         if self.depth_term not in ("l_dc", "silog"):
             raise ValueError(f"loss.depth_term must be l_dc or silog, got {self.depth_term!r}")
+        if not all(w in NON_NEGATIVE for w in self.scale_weights):
+            raise ValueError(f"loss.scale_weights must be finite and >= 0, got {list(self.scale_weights)}")
+        weights = ("beta", "phi", "lam", "mu", "theta", "psi", "pass1_weight", "saliency_weight", "unet_grad_weight")
+        _check_ranges("loss", self, {**dict.fromkeys(weights, NON_NEGATIVE), "hessian_sigma": POSITIVE,
+                                     "silog_lambda": UNIT_INTERVAL})
 
 
 @dataclass
@@ -141,6 +204,9 @@ class DataConfig:
     # else the current directory (docs/training.md). Validation is reported per entry.
     train: list[str] = field(default_factory=list)
     val: list[str] = field(default_factory=list)
+    # Whole sets never trained on ("unseen scenes"): validated like `val`, reported per entry and
+    # pooled as "unseen"; never used to pick best.pt.
+    unseen: list[str] = field(default_factory=list)
     image_size: tuple[int, int] = (240, 320)  # (height, width) frames are resized to
     crop_size: tuple[int, ...] = ()  # optional (height, width) crop after the resize
     max_depth: float = 10.0  # ground truth beyond is invalid; also the validation cap
@@ -150,6 +216,10 @@ class DataConfig:
     flip_prob: float = 0.5
     drop_prob: float = 0.5  # rectangular window dropping (RGB only)
     jitter: float = 0.2  # colour jitter strength (RGB only)
+    # Random zoom: crop a window of [zoom_min, 1] x the frame (random place) and resize it back;
+    # fx, fy grow by 1/zoom (1.0 = off). Pair it with model.focal_aware, else zoomed views teach
+    # the network a wrong scale.
+    zoom_min: float = 1.0
     num_workers: int = 0
     cache_mb: float = 2048.0  # in-memory cache of resized frames per data set (0 = off)
     data_root: str = ""  # list files: folder the RGB paths are relative to (default: list's folder)
@@ -168,10 +238,17 @@ class DataConfig:
             raise ValueError(f"data.image_size must be [height, width] >= 16, got {list(self.image_size)}")
         if self.crop_size and len(self.crop_size) != 2:
             raise ValueError(f"data.crop_size must be [] or [height, width], got {list(self.crop_size)}")
+        if not 0.25 <= self.zoom_min <= 1.0:
+            raise ValueError(f"data.zoom_min must be in [0.25, 1], got {self.zoom_min}")
         if self.kind not in ("manifest", "nyu", "kitti", "bag"):
             raise ValueError(f"data.kind must be manifest, nyu, kitti or bag, got {self.kind!r}")
         if not 0 < self.min_depth < self.max_depth:
             raise ValueError(f"need 0 < data.min_depth < data.max_depth, got {self.min_depth}, {self.max_depth}")
+        _check_ranges("data", self, {
+            "max_depth": FINITE, "rotation_deg": _Range(0.0, 180.0), "flip_prob": UNIT_INTERVAL,
+            "drop_prob": UNIT_INTERVAL, "jitter": UNIT_INTERVAL, "num_workers": NON_NEGATIVE, "cache_mb": NON_NEGATIVE,
+            "bag_slop_s": NON_NEGATIVE, "bag_depth_scale": POSITIVE,
+        })
 
 
 @dataclass
@@ -185,6 +262,7 @@ class TrainConfig:
     lr_decay_every: int = 5
     lr_decay: float = 0.95
     lr_cooldown_epochs: int = 0  # last N epochs: half-cosine towards 0 (0 = paper schedule only)
+    backbone_lr_scale: float = 1.0  # the pretrained backbone's lr = lr x this (model.backbone only)
     grad_clip: float = 1.0
     max_steps: int = 0  # 0 = no limit
     max_bad_steps: int = 20  # consecutive non-finite losses before giving up
@@ -204,8 +282,16 @@ class TrainConfig:
             raise ValueError(f"train.epochs and train.batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
         if self.lr_decay_every < 1:
             raise ValueError(f"train.lr_decay_every must be >= 1, got {self.lr_decay_every}")
+        if not 0.0 <= self.backbone_lr_scale <= 10.0:
+            raise ValueError(f"train.backbone_lr_scale must be in [0, 10], got {self.backbone_lr_scale}")
         if not 0 <= self.lr_cooldown_epochs <= self.epochs:
             raise ValueError(f"train.lr_cooldown_epochs must be in [0, epochs], got {self.lr_cooldown_epochs}")
+        _check_ranges("train", self, {
+            "lr": POSITIVE, "lr_decay": _Range(0.0, 1.0, low_open=True), "lr_decay_start": _Range(1.0),
+            "grad_clip": NON_NEGATIVE, "max_steps": NON_NEGATIVE, "max_bad_steps": _Range(1.0),
+            "checkpoint_every_min": NON_NEGATIVE, "checkpoint_every_steps": NON_NEGATIVE, "log_every": NON_NEGATIVE,
+            "val_every": NON_NEGATIVE, "val_batch_size": NON_NEGATIVE, "threads": NON_NEGATIVE,
+        })
 
 
 @dataclass
@@ -251,6 +337,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     "lite": {
         **_V2,
         **_LITE0,
+        "stem_channels": 16,
+        "block_channels": (24, 32, 48, 64, 96),
+        "decoder_channels": (16, 24, 32, 48, 64),
+        "saliency_channels": 8,
+    },
+    # `lite` with the fast preset's full-resolution cuts (stem and block 0 at 1/2, Saliency-Net at
+    # 1/4): the bundled model's network (issue 11), ~0.7x lite's time at 120x160.
+    "lite_fast": {
+        **_V2,
+        **_LITE0,
+        "stem_stride": 2,
+        "saliency_scale": 4,
         "stem_channels": 16,
         "block_channels": (24, 32, 48, 64, 96),
         "decoder_channels": (16, 24, 32, 48, 64),

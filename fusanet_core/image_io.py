@@ -138,6 +138,8 @@ def read_rgb(path: str | Path, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS
 def read_depth(path: str | Path, depth_to_m: float) -> np.ndarray:
     """Metric depth (float32 metres) from a 16-bit PNG/PGM; 0 and 65535 become 0 (invalid)."""
     raw = read_image_file(path, "depth image", color=False)
+    if raw.dtype == np.int32 and raw.size and 0 <= raw.min() and raw.max() <= 65535:
+        raw = raw.astype(np.uint16)  # Pillow opens a 16-bit PGM as 32-bit mode "I"
     if raw.ndim != 2 or raw.dtype not in (np.uint16, np.uint8):
         raise ValueError(f"depth image {path} must be single-channel 16-bit, got {raw.dtype} {raw.shape}")
     depth = raw.astype(np.float32) * float(depth_to_m)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from . import export
+from .device import check_device_name
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +83,13 @@ def choose_providers(device: str | torch.device, available: Sequence[str], fp16:
     Raises:
         ValueError: a bad device name, or "cuda" without the CUDA provider (names onnxruntime-gpu).
     """
-    name = str(device)
+    name = check_device_name(device)
     has_cuda = "CUDAExecutionProvider" in available
     if name == "auto":
         visible = torch.cuda.is_available() if cuda_visible is None else cuda_visible
         name = "cuda" if has_cuda and visible else "cpu"
     if name == "cpu":
         return ["CPUExecutionProvider"], torch.device("cpu")
-    if not name.startswith("cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
     if not has_cuda:
         raise ValueError(f"device {name!r} with backend 'onnxruntime' needs onnxruntime's CUDA execution provider "
                          f"(available: {', '.join(available)}): pip install onnxruntime-gpu")

@@ -12,14 +12,18 @@ import numpy as np
 import torch
 
 from .checkpoint import load_model
+from .confidence import Calibration
 from .config import Config
+from .device import resolve_device
 from .geometry import scale_intrinsics, scale_pixel
+from .point_fit import check_mode, fit_to_points, PointFit
 from .points import PointBatch
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_CHECKPOINT = WEIGHTS_DIR / "fusanet_small_indoor.pt"
+# Issue 11's model; the first one (fusanet_small_indoor.pt) stays loadable.
+DEFAULT_CHECKPOINT = WEIGHTS_DIR / "fusanet_lite_fast_indoor.pt"
 
 
 def default_checkpoint() -> Path:
@@ -27,18 +31,6 @@ def default_checkpoint() -> Path:
     if not DEFAULT_CHECKPOINT.is_file():
         raise FileNotFoundError(f"bundled checkpoint missing: {DEFAULT_CHECKPOINT} (reinstall the package)")
     return DEFAULT_CHECKPOINT
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Resolve a device name: "auto" -> CUDA when available, else CPU; "cuda" without a GPU is an error."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available (use 'auto' or 'cpu')")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
-    return torch.device(name)
 
 
 def as_intrinsics(intrinsics: Any) -> np.ndarray:
@@ -75,15 +67,28 @@ class Predictor:
     `backend` "torch" runs the model eagerly; "onnxruntime" runs its exported graph
     (`onnx_backend.py`: exported and cached on first use, the execution providers follow the
     device rule there), which takes up to `max_points` input points (more are thinned evenly).
+
+    `scale_from_points` ("none" | "scale" | "scale_shift", see `point_fit.py`) fits the output to
+    the input points after the network; with fewer than `scale_fit_min_points` usable points, or
+    inconsistent ones, the network's own scale is kept. Change both with `set_point_fit`.
+
+    Confidence: with a calibration in the config (`inference.confidence_bound` > 0, written by
+    bench/calibrate_confidence.py) it is the probability that the pixel's depth is within
+    confidence_bound relative error (|d - gt| / gt), on the calibration data; without one, the
+    network's raw confidence (it orders pixels, its values mean nothing in themselves); all ones
+    for a model without confidence predictor.
     """
 
     def __init__(self, model: torch.nn.Module, cfg: Config, device: str | torch.device = "auto",
                  fp16: bool | None = None, backend: str = "torch", max_points: int | None = None,
-                 checkpoint: str | Path | None = None, cache_dir: str | Path | None = None):
+                 checkpoint: str | Path | None = None, cache_dir: str | Path | None = None,
+                 scale_from_points: str = "none", scale_fit_min_points: int = 8):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self.set_point_fit(scale_from_points, scale_fit_min_points)
         self.backend = backend
         self.cfg = cfg
+        self.calibration = Calibration.from_inference(cfg.inference)  # None: raw confidence
         self.input_size = cfg.inference.input_size
         wants_fp16 = cfg.inference.fp16 if fp16 is None else fp16
         self._graphs = None
@@ -125,6 +130,17 @@ class Predictor:
         self._lock = threading.Lock()
         self._thinned_warned = False
 
+    def set_point_fit(self, mode: str, min_points: int = 8) -> None:
+        """Set the output fit to the input points: mode "none" | "scale" | "scale_shift", min_points >= 1.
+
+        Raises:
+            ValueError: an unknown mode or min_points < 1 (the message names the value).
+        """
+        if int(min_points) < 1:
+            raise ValueError(f"scale_fit_min_points must be >= 1, got {min_points!r}")
+        self.scale_from_points = check_mode(mode)
+        self.scale_fit_min_points = int(min_points)
+
     def onnx_sessions(self) -> dict[int, Any]:
         """Return the onnxruntime sessions {max points: session}, exported or loaded now if not yet.
 
@@ -145,17 +161,21 @@ class Predictor:
         backend: str = "torch",
         max_points: int | None = None,
         cache_dir: str | Path | None = None,
+        scale_from_points: str = "none",
+        scale_fit_min_points: int = 8,
     ) -> Predictor:
         """Load a checkpoint (default: the bundled one).
 
-        `input_size` overrides the network's (height, width); `backend`, `max_points`, `cache_dir`:
-        see the class.
+        `input_size` overrides the network's (height, width); `backend`, `max_points`, `cache_dir`,
+        `scale_from_points`, `scale_fit_min_points`: see the class.
         """
         if backend not in BACKENDS:  # before the slow load
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        check_mode(scale_from_points)
         path = path or default_checkpoint()
         model, cfg = load_model(path, "cpu")
-        return cls(model, apply_input_size(cfg, input_size), device, fp16, backend, max_points, path, cache_dir)
+        return cls(model, apply_input_size(cfg, input_size), device, fp16, backend, max_points, path, cache_dir,
+                   scale_from_points, scale_fit_min_points)
 
     @torch.inference_mode()
     def predict(self, rgb: np.ndarray, intrinsics: Any = None, points: np.ndarray | None = None) -> dict[str, Any]:
@@ -169,9 +189,12 @@ class Predictor:
                 (and with the onnxruntime backend, more than `max_points` are thinned evenly).
 
         Returns:
-            dict: "depth" HxW float32 metres, "confidence" HxW float32 in [0, 1], "salient_points"
+            dict: "depth" HxW float32 metres, "confidence" HxW float32 in [0, 1] (see the class;
+            "confidence_calibrated" says whether it is the calibrated probability), "salient_points"
             (M, 3) float32 (u, v, depth) in input pixels, "salient_scores" (M,), and
-            "points_used" (how many input points survived the checks).
+            "points_used" (how many input points survived the checks), "point_fit" (the
+            `PointFit.as_dict()` of scale_from_points; always there, applied False when no fit was
+            applied). An applied fit has changed "depth" and the salient points' depths.
         """
         rgb = _check_rgb(rgb)
         h, w = rgb.shape[:2]
@@ -194,8 +217,21 @@ class Predictor:
                                   0.0, 1.0).astype(np.float32),
             "points_used": used,
         }
+        if self.calibration is not None:  # after the clip, on both backends' output
+            result["confidence"] = self.calibration.apply(result["confidence"])
+        result["confidence_calibrated"] = self.calibration is not None
         result.update(_salient_to_input(salient, scores, 1 / sx, 1 / sy))
+        fit = self._fit_points(result["depth"], kept)
+        result["depth"] = fit.apply(result["depth"])
+        result["salient_points"][:, 2] = fit.apply(result["salient_points"][:, 2])  # the same depth as the map
+        result["point_fit"] = fit.as_dict()
         return result
+
+    def _fit_points(self, depth: np.ndarray, kept: np.ndarray | None) -> PointFit:
+        """Fit the full-resolution depth to the user's points (not the salient ones: those are the network's)."""
+        if kept is None and self.scale_from_points != "none":
+            return PointFit(self.scale_from_points, reason="no points")
+        return fit_to_points(depth, kept, self.scale_from_points, self.scale_fit_min_points)
 
     def _forward_torch(self, small: np.ndarray, k: tuple | None, kept: np.ndarray | None, sx: float,
                        sy: float) -> tuple:

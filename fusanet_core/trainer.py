@@ -1,4 +1,4 @@
-"""Offline training of FuSaNet: a small, resumable trainer and the train / eval / export commands.
+"""Offline training of FuSaNet: a small, resumable trainer (`fusanet train` is in cli.py).
 
 The trainer owns the loop only: the loss comes from `DepthTask`, data from `fusanet_core.datasets`,
 metrics from `fusanet_core.metrics`. Everything that decides the next step (weights, optimiser,
@@ -19,7 +19,6 @@ only rank 0 validates and writes files.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass, field
 import json
 import logging
@@ -37,18 +36,35 @@ from torch import nn
 import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader
 
-from .checkpoint import load_weights, read_checkpoint, save_checkpoint
-from .config import Config, load_config, TrainConfig
-from .datasets import build_dataset, collate, ConcatDataset, EpochSampler, RGBDDataset
-from .metrics import format_table, MetricAccumulator
+from .checkpoint import load_weights, read_checkpoint, remove_temp_files, save_checkpoint
+from .config import Config, TrainConfig
+from .datasets import build_dataset, collate, ConcatDataset, EpochSampler, RGBDDataset, split_repeat
+from .device import resolve_device
+from .metrics import MetricAccumulator
 from .model import build_model
 from .task import batch_to, DepthTask
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_NAMES = ("last.pt", "best.pt")  # what the trainer writes into train.out_dir
+
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. too many consecutive non-finite losses)."""
+
+
+def param_groups(model: torch.nn.Module, backbone_lr_scale: float) -> list[dict]:
+    """Optimiser groups: the pretrained backbone (`backbone.*`) at `backbone_lr_scale` x lr, the rest at lr.
+
+    The usual fine-tuning guard for a pretrained encoder (e.g. 1e-4 encoder / 5e-4 decoder); at 600
+    steps x0.2 made no measurable difference here (BENCHMARKS.md, issue 10 ablation).
+    """
+    backbone = [p for n, p in model.named_parameters() if n.split(".", 1)[0] == "backbone"]
+    rest = [p for n, p in model.named_parameters() if n.split(".", 1)[0] != "backbone"]
+    groups = [{"params": rest, "lr_scale": 1.0}]
+    if backbone:
+        groups.append({"params": backbone, "lr_scale": backbone_lr_scale})
+    return groups
 
 
 def lr_at(epoch: int, cfg: TrainConfig | Config) -> float:
@@ -84,6 +100,14 @@ class TrainState:
     best_epoch: int = 0
     epoch_sums: dict[str, float] = field(default_factory=dict)  # loss parts summed over the epoch's finite steps
     epoch_count: int = 0  # finite steps in those sums
+
+
+@dataclass
+class EpochClock:
+    """Wall-clock bookkeeping of this process; not in checkpoints (a resumed run starts its own clocks)."""
+
+    last_save: float = field(default_factory=time.monotonic)  # when last.pt was written (or the run began)
+    epoch_seconds: float = 0.0  # time this process spent on the current epoch's steps (metrics.jsonl train_s)
 
 
 @dataclass
@@ -143,17 +167,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """Pick the training device: "auto" -> this process's GPU when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"train.device {name!r} requested but CUDA is not available")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ValueError(f"train.device must be auto, cpu or cuda[:N], got {name!r}")
-    return torch.device(name)
-
-
 class Trainer:
     """Trains a FuSaNet from a config.
 
@@ -169,7 +182,7 @@ class Trainer:
         self.cfg = cfg
         self.out_dir = Path(cfg.train.out_dir)
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = pick_device(cfg.train.device, local_rank)
+        self.device = resolve_device(cfg.train.device, local_rank, "train.device")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.dist = init_distributed(self.device)
@@ -181,16 +194,21 @@ class Trainer:
         if resume is None and not force and (self.out_dir / "last.pt").exists():
             raise ValueError(f"{self.out_dir} already holds last.pt: pass --resume to continue it or --force to "
                              "start over")
+        if self.dist.main:
+            self._remove_temp_files()
         seed_everything(cfg.train.seed)
         self.task = DepthTask(cfg)
         self.model = build_model(cfg, self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr_at(1, cfg), betas=(0.9, 0.999), eps=1e-8)
+        self.optimizer = torch.optim.Adam(param_groups(self.model, cfg.train.backbone_lr_scale), lr=lr_at(1, cfg),
+                                          betas=(0.9, 0.999), eps=1e-8)
         self.amp = bool(cfg.train.amp) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.state = TrainState()
-        self.train_set = ConcatDataset([build_dataset(s, cfg, True, base_dir)
-                                        for s in self._entries(cfg.data.train, "train")])
+        self.clock = EpochClock()
+        self.train_set = ConcatDataset([dataset for s in self._entries(cfg.data.train, "train")
+                                        for dataset in _repeated(s, cfg, base_dir)])
         self.val_sets = [self._val_dataset(s, base_dir) for s in cfg.data.val]
+        self.unseen_sets = [self._val_dataset(s, base_dir) for s in cfg.data.unseen]
         if resume is not None:
             self._load(resume)
         self.net: nn.Module = self.model
@@ -234,6 +252,13 @@ class Trainer:
         return max(per_rank // self.batch_size, 1)
 
     # ------------------------------------------------------------------ checkpoints
+
+    def _remove_temp_files(self) -> None:
+        """Delete what checkpoint writes killed mid-way left in out_dir (the checkpoints themselves are whole)."""
+        removed = remove_temp_files(self.out_dir, CHECKPOINT_NAMES)
+        if removed:
+            log.info("removed %d temp file(s) of killed checkpoint writes from %s: %s", len(removed), self.out_dir,
+                     ", ".join(p.name for p in removed))
 
     def _extra(self) -> dict[str, Any]:
         return {
@@ -314,7 +339,7 @@ class Trainer:
         log.info("training %d frames (%d steps/epoch, batch %d x %d processes) on %s; validation: %s",
                  len(self.train_set), self.steps_per_epoch(), self.batch_size, self.dist.world_size, self.device,
                  ", ".join(f"{v.name} ({len(v)})" for v in self.val_sets) or "none")
-        self._last_save = time.monotonic()
+        self.clock.last_save = time.monotonic()
         while self.state.epoch <= cfg.epochs:
             if not self._train_epoch(self.state.epoch):
                 self.save("last.pt")
@@ -343,7 +368,7 @@ class Trainer:
         """Run the rest of an epoch; False when max_steps stopped it early."""
         lr = lr_at(epoch, self.cfg)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self.model.train()
         total = self.steps_per_epoch()
         if self.state.step_in_epoch >= total:
@@ -380,10 +405,10 @@ class Trainer:
             self._maybe_save()
             if self._reached_max_steps():
                 bar.close()
-                self._epoch_seconds = round(time.monotonic() - started, 2)
+                self.clock.epoch_seconds = round(time.monotonic() - started, 2)
                 return self.state.step_in_epoch >= total
         bar.close()
-        self._epoch_seconds = round(time.monotonic() - started, 2)  # the part of the epoch this process did
+        self.clock.epoch_seconds = round(time.monotonic() - started, 2)  # the part of the epoch this process did
         return True
 
     def _step(self, batch: dict[str, Any], epoch: int) -> dict[str, float] | None:
@@ -441,10 +466,11 @@ class Trainer:
     def _maybe_save(self) -> None:
         cfg = self.cfg.train
         by_steps = cfg.checkpoint_every_steps > 0 and self.state.step % cfg.checkpoint_every_steps == 0
-        by_time = cfg.checkpoint_every_min > 0 and time.monotonic() - self._last_save >= cfg.checkpoint_every_min * 60
+        since_save = time.monotonic() - self.clock.last_save
+        by_time = cfg.checkpoint_every_min > 0 and since_save >= cfg.checkpoint_every_min * 60
         if by_steps or by_time:
             self.save("last.pt")
-            self._last_save = time.monotonic()
+            self.clock.last_save = time.monotonic()
 
     def _end_epoch(self, epoch: int) -> None:
         """Validate, keep best.pt, then move the state to the next epoch and write last.pt."""
@@ -452,7 +478,7 @@ class Trainer:
                                   "lr": lr_at(epoch, self.cfg),
                                   **{f"train_{k}": v / self.state.epoch_count
                                      for k, v in self.state.epoch_sums.items()},
-                                  "train_s": getattr(self, "_epoch_seconds", 0.0)}
+                                  "train_s": self.clock.epoch_seconds}
         improved = False
         if self.val_sets and (epoch % max(self.cfg.train.val_every, 1) == 0 or epoch == self.cfg.train.epochs):
             if self.dist.main:
@@ -471,24 +497,32 @@ class Trainer:
         if improved:
             self.save("best.pt")
         self.save("last.pt")
-        self._last_save = time.monotonic()
-        self._epoch_seconds = 0.0
+        self.clock = EpochClock()
 
     # ------------------------------------------------------------------ validation
 
     @torch.no_grad()
     def validate(self) -> dict[str, dict[str, float]]:
-        """Compute the metrics per validation set and over all of them ("all").
+        """Compute the metrics per validation set, over all of them ("all") and over the unseen sets.
 
         RGB-only inference at the training resolution, caps data.min_depth..data.max_depth, no crop.
+        "all" pools data.val only (it picks best.pt); "unseen" pools data.unseen.
         """
         was_training = self.model.training
         self.model.eval()
+        results: dict[str, dict[str, float]] = {}
+        for pool, sets in (("all", self.val_sets), ("unseen", self.unseen_sets)):
+            if sets:
+                results.update(self._score_sets(sets, pool))
+        self.model.train(was_training)
+        return results
+
+    def _score_sets(self, sets: list[RGBDDataset], pool: str) -> dict[str, dict[str, float]]:
         caps = {"min_depth": self.cfg.data.min_depth, "max_depth": self.cfg.data.max_depth}
         overall = MetricAccumulator(**caps)
         results: dict[str, dict[str, float]] = {}
         batch_size = self.cfg.train.val_batch_size or self.cfg.train.batch_size
-        for dataset in self.val_sets:
+        for dataset in sets:
             acc = MetricAccumulator(**caps)
             loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate,
                                 num_workers=self.cfg.data.num_workers, generator=torch.Generator().manual_seed(0))
@@ -502,8 +536,7 @@ class Trainer:
                     acc.add(pred[i, 0], gt, mask=mask)
                     overall.add(pred[i, 0], gt, mask=mask)
             results[dataset.name] = acc.summary()
-        results["all"] = overall.summary()
-        self.model.train(was_training)
+        results[pool] = overall.summary()
         return results
 
     def _barrier(self) -> None:
@@ -512,6 +545,12 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _repeated(spec: str, cfg: Config, base_dir: str | Path | None) -> list[RGBDDataset]:
+    """One training dataset for "path[a:b]*N", listed N times (shared frames and cache)."""
+    entry, times = split_repeat(spec)
+    return [build_dataset(entry, cfg, True, base_dir)] * times
 
 
 def _progress(total: int, done: int, desc: str, main: bool) -> Any:
@@ -541,158 +580,3 @@ def _yaml(data: dict[str, Any]) -> str:
     import yaml
 
     return yaml.safe_dump(data, sort_keys=False)
-
-
-# ---------------------------------------------------------------------- evaluation
-
-
-def evaluate(
-    checkpoint: str | Path,
-    data: str,
-    device: str = "auto",
-    crop: str | None = None,
-    max_depth: float | None = None,
-    kind: str | None = None,
-    input_size: tuple[int, int] | None = None,
-) -> dict[str, float]:
-    """Compute the metrics of a checkpoint on a data set at the ground truth's full resolution.
-
-    The Predictor resizes to the network's input size and back; RGB only, no median scaling.
-
-    Args:
-        checkpoint: checkpoint file.
-        data: manifest.csv, a folder with one, a list file or a bag (optionally "[a:b]").
-        device: auto | cpu | cuda[:N].
-        crop: None, "eigen_nyu", "garg" or "eigen_kitti".
-        max_depth: cap (default: the checkpoint's data.max_depth).
-        kind: list-file units "nyu" or "kitti" (default: the checkpoint's data.kind).
-        input_size: network input (height, width) (default: the checkpoint's inference size).
-    """
-    from .datasets import build_source
-    from .predictor import Predictor
-
-    predictor = Predictor.from_checkpoint(checkpoint, device, None, input_size)
-    cfg = predictor.cfg
-    if kind is not None:
-        cfg.data.kind = kind
-    source = build_source(data, cfg, None)
-    cap = cfg.data.max_depth if max_depth is None else max_depth
-    acc = MetricAccumulator(min_depth=cfg.data.min_depth, max_depth=cap, crop=crop)
-    for index in range(len(source)):
-        frame = source.load(index)
-        result = predictor.predict(frame.rgb, frame.intrinsics)
-        acc.add(result["depth"], frame.depth)
-    return acc.summary()
-
-
-# ---------------------------------------------------------------------- CLI
-
-
-def add_cli_commands(sub: argparse._SubParsersAction) -> None:
-    """Register `train`, `eval` and `export` on the `fusanet` command line."""
-    p = sub.add_parser("train", help="train FuSaNet from a YAML config (see docs/training.md)")
-    p.add_argument("--config", required=True, help="training YAML, e.g. config/train_indoor.yaml")
-    p.add_argument("--resume", nargs="?", const="last", default=None, metavar="CKPT",
-                   help="continue from CKPT (default: <out_dir>/last.pt)")
-    p.add_argument("--force", action="store_true", help="start afresh even if out_dir holds a run")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config value, e.g. --set loss.lam=0 (repeatable)")
-    p.add_argument("--out-dir", help="override train.out_dir")
-    p.add_argument("--max-steps", type=int, help="override train.max_steps")
-    p.add_argument("--epochs", type=int, help="override train.epochs")
-    p.add_argument("--device", help="override train.device (auto | cpu | cuda[:N])")
-    p.set_defaults(run=run_train)
-
-    p = sub.add_parser("eval", help="depth metrics of a checkpoint on a data set")
-    p.add_argument("--checkpoint", required=True, help="checkpoint file")
-    p.add_argument("--data", required=True, help="manifest.csv (or its folder), list file or bag; may end in [a:b]")
-    p.add_argument("--json", help="also write the metrics to this JSON file")
-    p.add_argument("--crop", choices=["eigen_nyu", "garg", "eigen_kitti"], help="evaluation crop (default none)")
-    p.add_argument("--max-depth", type=float, help="depth cap in metres (default: the checkpoint's data.max_depth)")
-    p.add_argument("--kind", choices=["nyu", "kitti"],
-                   help="units of a list file (default: the checkpoint's data.kind)")
-    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="network input size")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    p.set_defaults(run=run_eval)
-
-    p = sub.add_parser("export", help="ONNX export of the inference graph (RGB + optional known points), "
-                                      "checked with onnxruntime")
-    p.add_argument("--checkpoint", help="checkpoint file (default: the bundled one)")
-    p.add_argument("--out", required=True, help="output .onnx file")
-    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="input size (default: the checkpoint's)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p.add_argument("--max-points", type=int, default=512,
-                   help="rows of the graph's points input (u, v, depth + validity mask; default 512, 0 = RGB only)")
-    p.set_defaults(run=run_export)
-
-
-def train_config(args: argparse.Namespace) -> Config:
-    cfg = load_config(args.config, args.set)
-    if args.out_dir:
-        cfg.train.out_dir = args.out_dir
-    if args.max_steps is not None:
-        cfg.train.max_steps = args.max_steps
-    if args.epochs is not None:
-        cfg.train.epochs = args.epochs
-    if args.device:
-        cfg.train.device = args.device
-    return cfg
-
-
-def run_train(args: argparse.Namespace) -> int:
-    cfg = train_config(args)
-    resume = None
-    if args.resume is not None:
-        resume = Path(cfg.train.out_dir) / "last.pt" if args.resume == "last" else Path(args.resume)
-        if not resume.is_file():
-            raise FileNotFoundError(f"nothing to resume: {resume} not found")
-    try:
-        trainer = Trainer(cfg, base_dir=Path(args.config).resolve().parent, resume=resume, force=args.force)
-        summary = trainer.fit()
-    except TrainingError as err:
-        print(f"fusanet train: error: {err}", file=sys.stderr)
-        return 3
-    except (ValueError, FileNotFoundError) as err:
-        raise _unwrap_worker_error(err) from None
-    if trainer.dist.main:
-        best = (f", best val rmse {summary['best_rmse']:.4f} (epoch {summary['best_epoch']})"
-                if summary["best_epoch"] else "")
-        print(f"trained to step {summary['step']}{best}; checkpoints in {cfg.train.out_dir}")
-    return 0
-
-
-def _unwrap_worker_error(err: Exception) -> Exception:
-    """Return the original error of a DataLoader worker's re-raised one.
-
-    A DataLoader worker re-raises "Caught ValueError in DataLoader worker process 0" + a
-    traceback; the CLI's one line should be the original message (its last line).
-    """
-    text = str(err)
-    if not text.startswith("Caught "):
-        return err
-    last = [line for line in text.strip().splitlines() if line.strip()][-1]
-    prefix = f"{type(err).__name__}: "
-    return type(err)(last[len(prefix):] if last.startswith(prefix) else last)
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    input_size = tuple(args.input_size) if args.input_size else None
-    metrics = evaluate(args.checkpoint, args.data, args.device, args.crop, args.max_depth, args.kind, input_size)
-    print(f"{args.data}: {metrics['n_images']} images, crop {args.crop or 'none'}")
-    print(format_table(metrics))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(metrics, indent=2))
-    return 0
-
-
-def run_export(args: argparse.Namespace) -> int:
-    from .export import export_onnx
-
-    input_size = tuple(args.input_size) if args.input_size else None
-    if args.max_points < 0:
-        raise ValueError(f"--max-points must be >= 0, got {args.max_points}")
-    report = export_onnx(args.checkpoint, args.out, input_size, args.opset, args.max_points)
-    print(f"exported {report['path']} (input 1x3x{report['height']}x{report['width']}); onnxruntime vs PyTorch: "
-          f"max |depth diff| {report['max_abs_diff']:.2e} m, max rel {report['max_rel_diff']:.2e}")
-    return 0

@@ -7,6 +7,7 @@ problem, and no output that looks valid (no depth PNG, no report, no .onnx) left
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 import re
@@ -123,6 +124,14 @@ def crafted_bag(d: Path, how: str) -> Path:
     return path
 
 
+def train_config(d: Path) -> Path:
+    """Write a valid training config whose run would write into the checked output folder."""
+    path = d / "train.yaml"
+    config = {"preset": "tiny", "data": {"train": [str(SAMPLE)]}, "train": {"out_dir": str(d.parent / "out" / "run")}}
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return path
+
+
 def bag_with_huge_image(d: Path) -> Path:
     """Write a ROS 2 bag whose one colour Image declares 100000 x 100000 pixels (with 12 bytes of data)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
@@ -186,6 +195,16 @@ CASES: dict[str, Case] = {
                                        "--checkpoint", str(tiny_checkpoint(d)), "--input-size", "48", "64"],
                                       r"no frame could be scored: 1 of 1 frames error: "
                                       r".*100000x100000 \(10000\.0 MP\) exceeds"),
+    "train_nan_grad_clip": lambda d: (["train", "--config", str(train_config(d)), "--set", "train.grad_clip=.nan"],
+                                      r"train\.yaml: train\.grad_clip must be finite and >= 0, got nan$"),
+    "train_zero_points_prob_2": lambda d: (["train", "--config", str(train_config(d)),
+                                            "--set", "points.zero_points_prob=2.0"],
+                                           r"points\.zero_points_prob must be in \[0, 1\], got 2\.0$"),
+    "train_negative_max_points": lambda d: (["train", "--config", str(train_config(d)),
+                                             "--set", "points.max_points=-5"],
+                                            r"points\.max_points must be >= 0, got -5$"),
+    "train_negative_max_steps": lambda d: (["train", "--config", str(train_config(d)), "--max-steps", "-1"],
+                                           r"train\.max_steps must be >= 0, got -1$"),
     "play_missing_topic": lambda d: (["play", str(SAMPLE_MCAP.parent), "--topics", "/nope"],
                                      r"'/nope' is not in the bag"),
     "play_declared_length_2_62": lambda d: (["play", str(crafted_bag(d, "huge"))],

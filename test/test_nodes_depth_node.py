@@ -428,6 +428,32 @@ def test_sparse_clouds_of_another_frame_need_a_configured_extrinsic(h: Harness) 
         h.set(sparse__extrinsic="", sparse__frame_id="")
 
 
+def test_scale_from_points_falls_back_on_too_few_points_and_fits_otherwise(h: Harness) -> None:
+    image = conv.rgb_to_image(h.rgb[1], "rgb8")
+    fx, fy, cx, cy = K
+    uv = np.array([[100, 100], [320, 240], [500, 400], [200, 350]], np.float64)
+    z = np.array([1.0, 1.5, 2.0, 1.2])
+    cloud = conv.points_to_cloud(np.stack([(uv[:, 0] - cx) * z / fx, (uv[:, 1] - cy) * z / fy, z], axis=1))
+    before = h.counters()
+    h.set(scale_from_points="scale")  # scale_fit_min_points is 8: the 4 points are too few
+    try:
+        h.send(image, sparse=cloud)
+        rejected = h.counters(after=time.monotonic())
+        assert int(rejected["scale_fit_rejected"]) == int(before["scale_fit_rejected"]) + 1
+        assert rejected["last_scale_fit_reason"] == "too few points (4 < 8)"
+        assert rejected["last_scale_fit_inliers"] == "0/4" and rejected["last_scale_fit_applied"] == "False"
+        h.set(scale_fit_min_points=3)
+        depth = conv.image_to_depth(h.send(image, sparse=cloud)["depth"])
+        applied = h.counters(after=time.monotonic())
+        reason = applied["last_scale_fit_reason"]
+        assert int(applied["scale_fit_applied"]) == int(before["scale_fit_applied"]) + 1, reason
+        assert applied["last_scale_fit_mode"] == "scale" and applied["last_scale_fit_applied"] == "True"
+        at_points = depth[uv[:, 1].astype(int), uv[:, 0].astype(int)]
+        assert np.median(z / at_points) == pytest.approx(1.0, abs=0.05)
+    finally:
+        h.set(scale_from_points="none", scale_fit_min_points=8)
+
+
 def test_parameters_carry_ranges_and_reject_bad_values_with_their_own_text(h: Harness) -> None:
     from rcl_interfaces.srv import DescribeParameters
 
@@ -521,7 +547,7 @@ def _held_by_live_process(name: str) -> bool:
     return name.startswith("sem.") or _held(name)
 
 
-@pytest.mark.skipif(not (ROOT / "fusanet_core" / "weights" / "fusanet_small_indoor.pt").is_file(),
+@pytest.mark.skipif(not any((ROOT / "fusanet_core" / "weights").glob("*.pt")),
                     reason="needs the bundled trained checkpoint (untrained models ignore sparse points)")
 def test_priming_moves_depth_toward_the_points_with_the_bundled_model(tmp_path: Path) -> None:
     """With the trained model, depth near sparse points moves toward their depths.

@@ -81,3 +81,18 @@ def test_latest_slot_keeps_only_the_newest_and_clear_forgets_it() -> None:
     slot.close()
     worker.join(1.0)
     assert taken == [None]
+
+
+def test_scale_fits_are_counted_and_the_last_one_reported() -> None:
+    stats = NodeStats()
+    snap = stats.snapshot(2.0)
+    assert snap["scale_fit_applied"] == snap["scale_fit_rejected"] == 0 and snap["last_scale_fit_reason"] == ""
+    stats.scale_fit({"mode": "scale", "scale": 1.5, "shift": 0.0, "points": 40, "inliers": 36, "applied": True,
+                     "reason": "ok"})
+    stats.scale_fit({"mode": "scale", "scale": 1.0, "shift": 0.0, "points": 3, "inliers": 0, "applied": False,
+                     "reason": "too few points (3 < 8)"})
+    snap = stats.snapshot(2.0)
+    assert snap["scale_fit_applied"] == 1 and snap["scale_fit_rejected"] == 1
+    assert snap["last_scale_fit_applied"] is False and snap["last_scale_fit_inliers"] == "0/3"
+    assert snap["last_scale_fit_reason"] == "too few points (3 < 8)" and snap["last_scale_fit_mode"] == "scale"
+    assert snap["bad_inputs_in_period"] == 0  # a fallback is not bad input

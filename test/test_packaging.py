@@ -7,6 +7,7 @@ what package.xml declares; pip installs only what requirements.txt names.
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 import re
 import shutil
@@ -197,7 +198,9 @@ def test_opencv_choice_is_explained_where_it_is_made() -> None:
 def test_make_test_installs_from_the_repo_files_then_runs_pytest(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     make = ["make", "-n", "--no-print-directory", "-C", str(ROOT), "test", f"VENV={venv}"]
-    dry = subprocess.run(make, capture_output=True, text=True, timeout=30)
+    # `make test PYTEST_ARGS=...` around this suite passes its variables down in MAKEFLAGS: drop them.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTEST_ARGS")}
+    dry = subprocess.run(make, capture_output=True, text=True, timeout=30, env=env)
     assert dry.returncode == 0, dry.stderr
     lines = dry.stdout.splitlines()
     assert any(f"-m venv {venv}" in line for line in lines)
@@ -207,7 +210,7 @@ def test_make_test_installs_from_the_repo_files_then_runs_pytest(tmp_path: Path)
     # once the stamp is newer than requirements.txt and setup.py, nothing is installed again
     venv.mkdir()
     (venv / ".fusanet-installed").touch()
-    again = subprocess.run(make, capture_output=True, text=True, timeout=30)
+    again = subprocess.run(make, capture_output=True, text=True, timeout=30, env=env)
     assert again.stdout.splitlines() == [f"{venv}/bin/python -m pytest -q"], again.stdout
 
 

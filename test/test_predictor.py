@@ -64,3 +64,53 @@ def test_unknown_backend_is_named_before_loading():
 
     with pytest.raises(ValueError, match="backend must be one of torch, onnxruntime, got 'tflite'"):
         Predictor.from_checkpoint("/nonexistent.pt", "cpu", backend="tflite")
+
+
+def _truth_points(frame: dict, n: int, seed: int = 0) -> np.ndarray:
+    depth = frame["depth"]
+    rows, cols = np.nonzero(depth > 0)
+    pick = np.random.default_rng(seed).choice(len(rows), n, replace=False)
+    return np.stack([cols[pick], rows[pick], depth[rows[pick], cols[pick]]], axis=1).astype(np.float32)
+
+
+def test_scale_from_points_fits_the_output_to_the_points(tiny_checkpoint, sample_frame):
+    pred = Predictor.from_checkpoint(tiny_checkpoint, "cpu", input_size=(48, 64), scale_from_points="scale")
+    pts = _truth_points(sample_frame, 100)
+    out = pred.predict(sample_frame["rgb"], sample_frame["intrinsics"], pts)
+    fit = out["point_fit"]
+    assert fit["mode"] == "scale" and fit["applied"], fit
+    assert fit["points"] == 100 and fit["inliers"] >= 50 and fit["reason"] == "ok"
+    at_points = out["depth"][pts[:, 1].astype(int), pts[:, 0].astype(int)]
+    ratio = pts[:, 2] / at_points
+    assert np.median(ratio) == pytest.approx(1.0, abs=0.05), fit  # all points, the outliers too
+    assert set(out) == {"depth", "confidence", "confidence_calibrated", "salient_points", "salient_scores",
+                        "points_used", "point_fit"}
+    # the same frame without the fit: the network's own scale, by the fitted factor
+    pred.set_point_fit("none")
+    plain = pred.predict(sample_frame["rgb"], sample_frame["intrinsics"], pts)
+    assert plain["point_fit"]["mode"] == "none" and not plain["point_fit"]["applied"]
+    assert np.allclose(out["depth"], plain["depth"] * fit["scale"], rtol=1e-5)
+    assert np.allclose(out["salient_points"][:, 2], plain["salient_points"][:, 2] * fit["scale"], rtol=1e-5)
+
+
+def test_point_fit_falls_back_and_is_always_reported(predictor, sample_frame):
+    rgb, k = sample_frame["rgb"], sample_frame["intrinsics"]
+    assert predictor.predict(rgb, k)["point_fit"]["reason"] == "scale_from_points is none"
+    predictor.set_point_fit("scale_shift", 8)
+    try:
+        few = predictor.predict(rgb, k, _truth_points(sample_frame, 5))
+        assert few["point_fit"] == {"mode": "scale_shift", "scale": 1.0, "shift": 0.0, "points": 5, "inliers": 0,
+                                    "applied": False, "reason": "too few points (5 < 8)"}
+        assert predictor.predict(rgb, k)["point_fit"]["reason"] == "no points"
+    finally:
+        predictor.set_point_fit("none")
+
+
+def test_unknown_scale_from_points_is_named():
+    cfg = preset_config("tiny")
+    with pytest.raises(ValueError, match="must be one of none, scale, scale_local, scale_shift, got 'median'"):
+        Predictor(build_model(cfg), cfg, device="cpu", scale_from_points="median")
+    with pytest.raises(ValueError, match="got 'median'"):  # before the load
+        Predictor.from_checkpoint("/nonexistent.pt", "cpu", scale_from_points="median")
+    with pytest.raises(ValueError, match="scale_fit_min_points must be >= 1"):
+        Predictor(build_model(cfg), cfg, device="cpu", scale_fit_min_points=0)

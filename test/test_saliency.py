@@ -18,6 +18,7 @@ from fusanet_core.model_health import FlatSaliencyMonitor, point_coverage
 from fusanet_core.predictor import Predictor
 
 ASSET = Path(__file__).resolve().parent / "assets" / "tiny_saliency_300.pt"
+V1_CHECKPOINT = Path(__file__).resolve().parents[1] / "fusanet_core" / "weights" / "fusanet_small_indoor.pt"
 
 
 def _image(rgb: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
@@ -68,12 +69,12 @@ def test_spatial_priority_is_a_permutation():
     assert torch.equal(torch.sort(p).values, torch.arange(37 * 53))
 
 
-def test_bundled_checkpoint_keeps_the_point_selection_it_was_trained_with(sample_frame):
-    # The bundled checkpoint (v1) has the dead Saliency-Net: documented, kept loadable and
+def test_v1_checkpoint_keeps_the_point_selection_it_was_trained_with(sample_frame):
+    # The first bundled checkpoint (v1) has the dead Saliency-Net: documented, kept loadable and
     # unchanged. Its pass 2 was trained with all 200 points on rows 0-1 (the memory-order
     # tie-break of a flat map); spread points there give blob artefacts in its depth
     # (docs/architecture.md), so v1 configs keep `point_tie_break: memory`.
-    pred = Predictor.from_checkpoint(device="cpu")
+    pred = Predictor.from_checkpoint(V1_CHECKPOINT, device="cpu")
     assert pred.cfg.model.saliency_activation == "relu" and pred.cfg.model.point_tie_break == "memory"
     out = pred.predict(sample_frame["rgb"])
     scores, uv = out["salient_scores"], out["salient_points"]
@@ -111,3 +112,16 @@ def test_task_reports_saliency_spread_and_trains_the_saliency_loss():
     result["loss"].backward()
     head = model.saliency_net.head_features[0].weight.grad
     assert head is not None and head.abs().sum() > 0
+
+
+def test_scores_within_the_score_step_are_ties_decided_alike():
+    """Another runtime's float rounding (1e-7) must not change which of two tied peaks is chosen."""
+    chosen = []
+    for nudge in ((1e-7, 0.0), (0.0, 1e-7)):
+        sal = torch.zeros(1, 1, 32, 32)
+        sal[0, 0, 5, 5], sal[0, 0, 25, 20] = 0.5 + nudge[0], 0.5 + nudge[1]
+        points = select_salient_points(sal, torch.ones_like(sal), 1, tie_break="spatial")
+        chosen.append(points.uv[0, 0].tolist())
+    assert chosen[0] == chosen[1]
+    sal[0, 0, 5, 5] = 0.6  # a real difference still wins
+    assert select_salient_points(sal, torch.ones_like(sal), 1, tie_break="spatial").uv[0, 0].tolist() == [5.0, 5.0]

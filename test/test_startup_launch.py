@@ -327,6 +327,8 @@ def test_params_file_matches_node_defaults() -> None:
         ("image_transport", "theora", "image_transport"),
         ("sparse.type", "laser", "sparse.type"),
         ("sparse.max_age", -1.0, "sparse.max_age"),
+        ("scale_from_points", "median", "must be one of none, scale, scale_local, scale_shift, got 'median'"),
+        ("scale_fit_min_points", 0, r"scale_fit_min_points must be in \[1, 100000\], got 0$"),
         ("checkpoint", "/no/such/file.pt", "file not found"),
     ],
 )
@@ -338,6 +340,19 @@ def test_invalid_parameters_are_named(name: str, value: Any, match: str) -> None
     values[name] = value
     with pytest.raises((ValueError, FileNotFoundError), match=match):
         validate_settings(values)
+
+
+def test_scale_fit_parameters_are_runtime_with_descriptors() -> None:
+    from fusanet_ros.nodes.depth_settings import PARAMETERS, validate_settings
+    from fusanet_ros.nodes.params import defaults
+    from fusanet_ros.nodes.ros_common import descriptor
+
+    mode, count = descriptor(PARAMETERS["scale_from_points"]), descriptor(PARAMETERS["scale_fit_min_points"])
+    assert "none | scale" in mode.description and "scale_shift" in mode.description and not mode.read_only
+    assert (count.integer_range[0].from_value, count.integer_range[0].to_value) == (1, 100000) and not count.read_only
+    settings = validate_settings({**defaults(PARAMETERS), "scale_from_points": "scale_shift"})
+    assert (settings.scale_from_points, settings.scale_fit_min_points) == ("scale_shift", 8)
+    assert validate_settings(defaults(PARAMETERS)).scale_from_points == "none"
 
 
 @pytest.mark.parametrize("override,match", [("max_depth:=-1.0", "max_depth"), ("max_depth:=abc", "max_depth"),

@@ -140,10 +140,30 @@ def test_epoch_end_validates_and_keeps_best(tmp_path):
     epoch = [r for r in records if r["event"] == "epoch"][-1]
     assert set(epoch["val"]) == {"tum_rgbd[0:2]", "all"}
     assert epoch["val"]["all"]["rmse"] == pytest.approx(summary["best_rmse"])
+    assert epoch["train_s"] > 0  # this process's time on the epoch's steps
     last, _ = read_checkpoint(tmp_path / "last.pt")
     assert last["trainer"]["epoch"] == 2 and last["trainer"]["step_in_epoch"] == 0  # next epoch
     with pytest.raises(ValueError, match="--resume"):
         Trainer(config_from_dict(tiny_config(tmp_path)))  # never overwrite a run by accident
+
+
+def test_start_removes_the_temp_files_of_killed_checkpoint_writes(tmp_path, caplog):
+    import logging
+    import tempfile
+
+    from fusanet_core.checkpoint import TEMP_SUFFIX
+
+    tmp_path.joinpath("last.pt").write_bytes(b"a real checkpoint")
+    kept = [tmp_path / n for n in ("last.pt", "metrics.jsonl.tmp", "notes.tmp", "last.pt.tmp", "other.ptabcdefgh.tmp")]
+    for path in kept[1:]:
+        path.write_text("not a checkpoint write")
+    # what save_checkpoint's mkstemp leaves when the process is killed before the rename
+    stale = [Path(tempfile.mkstemp(prefix=n, suffix=TEMP_SUFFIX, dir=tmp_path)[1]) for n in ("last.pt", "best.pt")]
+    with caplog.at_level(logging.INFO, logger="fusanet_core.trainer"):
+        Trainer(config_from_dict(tiny_config(tmp_path)), force=True)
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+    lines = [r.getMessage() for r in caplog.records if "temp file" in r.getMessage()]
+    assert len(lines) == 1 and all(p.name in lines[0] for p in stale), lines
 
 
 def test_non_finite_losses_are_skipped_then_stop(tmp_path, monkeypatch):

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import collate, ConcatDataset, EpochSampler, FrameSource, parse_spec, resolve_path, RGBDDataset
+from .base import (collate, ConcatDataset, EpochSampler, FrameSource, parse_spec, PointSampling, resolve_path,
+                   RGBDDataset, split_repeat)
 from .transforms import AugmentParams, Frame
 from ..config import Config
 
@@ -24,6 +25,8 @@ __all__ = [
     "Frame",
     "FrameSource",
     "RGBDDataset",
+    "PointSampling",
+    "split_repeat",
     "build_dataset",
     "build_source",
     "collate",
@@ -92,7 +95,8 @@ def build_dataset(spec: str, cfg: Config, train: bool, base_dir: str | Path | No
     augment = None
     if train and data.augment:
         augment = AugmentParams(
-            rotation_deg=data.rotation_deg, flip_prob=data.flip_prob, drop_prob=data.drop_prob, jitter=data.jitter
+            rotation_deg=data.rotation_deg, flip_prob=data.flip_prob, drop_prob=data.drop_prob, jitter=data.jitter,
+            zoom_min=data.zoom_min
         )
     return RGBDDataset(
         build_source(spec, cfg, base_dir),
@@ -106,4 +110,5 @@ def build_dataset(spec: str, cfg: Config, train: bool, base_dir: str | Path | No
         contrast_threshold=cfg.points.sift_contrast_threshold,
         cache_bytes=int(data.cache_mb * 2**20),
         seed=cfg.train.seed,
+        point_sampling=PointSampling(cfg.points.min_points, cfg.points.random_share, cfg.points.depth_noise),
     )

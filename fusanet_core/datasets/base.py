@@ -15,6 +15,7 @@ whichever worker process builds them, which is what makes resumed training bitwi
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 import logging
 import math
 from pathlib import Path
@@ -59,6 +60,22 @@ def parse_spec(spec: str) -> tuple[str, slice]:
     return match["path"], slice(to_int(match["start"]), to_int(match["stop"]))
 
 
+def split_repeat(spec: str) -> tuple[str, int]:
+    """Split a training entry "path[a:b]*N" into the entry and N (default 1).
+
+    N repeats the entry's frames in every epoch: it balances a small set against large ones
+    without copying its frames (one dataset, one cache).
+    """
+    text = str(spec).strip()
+    match = re.fullmatch(r"(?P<spec>.+?)\s*\*\s*(?P<times>\d+)", text)
+    if match is None:
+        return text, 1
+    times = int(match["times"])
+    if times < 1:
+        raise ValueError(f"repeat count in data spec {spec!r} must be >= 1")
+    return match["spec"], times
+
+
 def resolve_path(path: str, base_dir: str | Path | None) -> Path:
     """Resolve a path: a relative one against `base_dir` (the config file's folder) when it exists there.
 
@@ -86,6 +103,22 @@ def range_label(rows: slice) -> str:
     return f"[{'' if rows.start is None else rows.start}:{'' if rows.stop is None else rows.stop}]"
 
 
+@dataclass(frozen=True)
+class PointSampling:
+    """Training point sets (config `points.min_points`, `random_share`, `depth_noise`)."""
+
+    min_points: int = 0
+    random_share: float = 0.0
+    depth_noise: float = 0.0
+
+
+def random_valid_points(depth: np.ndarray, valid: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """(N, 3) (u, v, depth) at up to `count` distinct random valid pixels (a LiDAR-like pattern)."""
+    rows, cols = np.nonzero(valid)
+    pick = rng.choice(len(rows), min(count, len(rows)), replace=False) if len(rows) else np.zeros(0, int)
+    return np.stack([cols[pick], rows[pick], depth[rows[pick], cols[pick]]], 1).astype(np.float32)
+
+
 class RGBDDataset(Dataset):
     """Samples from a `FrameSource` at a fixed output size.
 
@@ -104,6 +137,8 @@ class RGBDDataset(Dataset):
         cache_bytes: resized frames are kept in memory up to this many bytes (decoding JPEG +
             PNG dominates the data time; 120x160 frames cost ~130 kB each).
         seed: seed for samples requested by plain index (no sampler seed).
+        point_sampling: how training point sets vary (count, random vs SIFT, noise); default: always
+            max_points SIFT points, exact.
     """
 
     def __init__(
@@ -119,8 +154,10 @@ class RGBDDataset(Dataset):
         contrast_threshold: float = 0.02,
         cache_bytes: int = 0,
         seed: int = 0,
+        point_sampling: PointSampling | None = None,
     ) -> None:
         self.source = source
+        self.point_sampling = point_sampling or PointSampling()
         self.name = source.name
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.crop_size = tuple(int(v) for v in crop_size) if crop_size else None
@@ -185,9 +222,19 @@ class RGBDDataset(Dataset):
     def _points(self, rgb: np.ndarray, depth: np.ndarray, valid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.max_points <= 0 or (self.zero_points_prob > 0 and rng.random() < self.zero_points_prob):
             return np.zeros((0, 3), np.float32)
-        return sift_guiding_points(
-            rgb, depth, valid, self.max_points, self.contrast_threshold, rng if self.train else None
-        )
+        if not self.train:
+            return sift_guiding_points(rgb, depth, valid, self.max_points, self.contrast_threshold)
+        s = self.point_sampling
+        count = self.max_points
+        if 0 < s.min_points < self.max_points:
+            count = int(round(np.exp(rng.uniform(np.log(s.min_points), np.log(self.max_points)))))
+        if s.random_share > 0 and rng.random() < s.random_share:
+            points = random_valid_points(depth, valid, count, rng)
+        else:
+            points = sift_guiding_points(rgb, depth, valid, count, self.contrast_threshold, rng)
+        if s.depth_noise > 0 and len(points):
+            points[:, 2] *= np.clip(1.0 + s.depth_noise * rng.standard_normal(len(points)), 0.5, 1.5)
+        return points.astype(np.float32)
 
 
 class ConcatDataset(Dataset):

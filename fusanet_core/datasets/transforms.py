@@ -53,6 +53,7 @@ class AugmentParams:
     drop_max_frac: float = 0.25  # the dropped rectangle spans up to this share of each side
     jitter: float = 0.2  # brightness/contrast/saturation factors in [1 - j, 1 + j]
     channel_gain: float = 0.1  # per-channel colour gain in [1 - g, 1 + g]
+    zoom_min: float = 1.0  # random zoom: a [zoom_min, 1] x size window resized back (1 = off)
 
 
 def default_intrinsics(height: int, width: int) -> np.ndarray:
@@ -165,8 +166,28 @@ def color_jitter(rgb: np.ndarray, rng: np.random.Generator, jitter: float, chann
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
+def random_zoom(frame: Frame, rng: np.random.Generator, zoom_min: float) -> Frame:
+    """Crop a random window of zoom x the size (zoom uniform in [zoom_min, 1]) and resize it back.
+
+    A longer lens from the same place: fx and fy grow by 1 / zoom (crop moves the principal point,
+    resize scales it), depth values are unchanged.
+    """
+    h, w = frame.size
+    zoom = rng.uniform(zoom_min, 1.0)
+    size = (max(1, int(round(h * zoom))), max(1, int(round(w * zoom))))
+    if size == (h, w):
+        return frame
+    return resize(random_crop(frame, size, rng), (h, w))
+
+
 def augment_geometry(frame: Frame, rng: np.random.Generator, params: AugmentParams) -> Frame:
-    """Random horizontal flip and rotation (the geometric half of the paper's augmentation)."""
+    """Random zoom (off by default), horizontal flip and rotation.
+
+    Flip and rotation are the geometric half of the paper's augmentation; the zoom is ours
+    (issue 11: crops/rescales with consistent intrinsics, for model.focal_aware).
+    """
+    if params.zoom_min < 1.0:
+        frame = random_zoom(frame, rng, params.zoom_min)
     if rng.random() < params.flip_prob:
         frame = hflip(frame)
     if params.rotation_deg > 0:

@@ -7,6 +7,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 
 from .backbone import EfficientNetLite0, FEATURE_CHANNELS
+from .focal import focal_scale, output_to_metric, points_to_canonical
 from .fusion_net import FusionNet, LEVELS
 from .saliency_net import SaliencyNet, select_salient_points
 from ..config import ModelConfig
@@ -64,6 +65,13 @@ class FuSaNet(nn.Module):
             points = PointBatch.empty(b, rgb.device)
         if intrinsics is None:
             intrinsics = default_intrinsics(b, h, w, rgb.device)
+        if not self.cfg.focal_aware:
+            return self._passes(rgb, points, intrinsics)
+        scale = focal_scale(intrinsics, w)
+        return output_to_metric(self._passes(rgb, points_to_canonical(points, scale), intrinsics), scale)
+
+    def _passes(self, rgb: Tensor, points: PointBatch, intrinsics: Tensor) -> dict:
+        h, w = rgb.shape[-2:]
         image = self.image_features(rgb)  # point-free: computed once, used by both passes
         first = self.fusion_net(rgb, points, intrinsics, image)
         if self.saliency_net is None:

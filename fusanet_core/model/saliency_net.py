@@ -95,6 +95,9 @@ def _priority_order(h: int, w: int) -> np.ndarray:
     return np.argsort(_priority(h, w), kind="stable")  # never written to: shared by every call
 
 
+SCORE_STEP = 2.0**-16  # saliency scores closer than this count as ties when choosing points
+
+
 def select_salient_points(saliency: Tensor, depth: Tensor, max_points: int, nms_radius: int = 2,
                           tie_break: str = "spatial") -> PointBatch:
     """Top-scoring local maxima of the saliency map become points.
@@ -108,8 +111,12 @@ def select_salient_points(saliency: Tensor, depth: Tensor, max_points: int, nms_
     """
     b, _, h, w = saliency.shape
     with torch.no_grad():
-        peaks = saliency == F.max_pool2d(saliency, 2 * nms_radius + 1, 1, nms_radius)
-        ranked = torch.where(peaks, saliency, torch.full_like(saliency, -1.0)).flatten(1)
+        # Scores equal to SCORE_STEP are equal: a map upsampled from a coarser scale has exact ties
+        # (the pixels around a coarse peak) that float rounding in another runtime (onnxruntime)
+        # would break at random; rounded, they stay ties and the spatial rule decides alike.
+        score = torch.round(saliency / SCORE_STEP) * SCORE_STEP if tie_break == "spatial" else saliency
+        peaks = score == F.max_pool2d(score, 2 * nms_radius + 1, 1, nms_radius)
+        ranked = torch.where(peaks, score, torch.full_like(score, -1.0)).flatten(1)
         k = min(max_points, h * w)
         if tie_break == "memory":  # equal scores lowest index first, in eager as in ONNX's TopK
             if torch.jit.is_tracing():

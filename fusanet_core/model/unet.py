@@ -14,6 +14,8 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 
 from .backbone import EfficientNetLite0, FEATURE_CHANNELS
+from .focal import focal_scale, output_to_metric
+from .fusanet import default_intrinsics
 from .layers import conv_bn_relu
 from ..config import ModelConfig
 from ..points import PointBatch
@@ -55,7 +57,11 @@ class UNet(nn.Module):
         depths = []
         for head, feat in zip(self.heads, outs[::-1]):  # full resolution first
             depths.append(torch.exp(self.log_min + (self.log_max - self.log_min) * torch.sigmoid(head(feat))))
-        return {"depth": depths, "confidence": [None] * len(depths), "salient_points": None, "saliency": None}
+        out = {"depth": depths, "confidence": [None] * len(depths), "salient_points": None, "saliency": None}
+        if self.cfg.focal_aware:
+            k = intrinsics if intrinsics is not None else default_intrinsics(rgb.shape[0], h, w, rgb.device)
+            out = output_to_metric(out, focal_scale(k, w))
+        return out
 
     def load_pretrained(self) -> None:
         self.backbone.load_reference()

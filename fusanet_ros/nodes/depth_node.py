@@ -6,7 +6,8 @@ Subscribes:
     camera_info (sensor_msgs/CameraInfo of that image)
     sparse_points (sensor_msgs/PointCloud2 in the image's optical frame or in sparse.frame_id with
         sparse.extrinsic, or with sparse.type:=depth_image a sparse 16UC1/32FC1 Image): optional
-        known depths that prime the network (SLAM landmarks, LiDAR)
+        known depths that prime the network (SLAM landmarks, LiDAR) and, with scale_from_points,
+        fit its output (fusanet_core/point_fit.py)
 Publishes (all with the input header), as camera pairs (image_transport / REP 118 layout):
     depth/image (32FC1 metres: +Inf beyond max_depth, NaN invalid (REP 117) | 16UC1 mm, 0 invalid),
     depth/camera_info and confidence/camera_info (the rectified camera at the output size: D = 0,
@@ -254,15 +255,31 @@ class DepthCore:
             return
         rgb, rotation = self._rectify(rgb, info, s)
         points = self._sparse_points(frame.msg.header, k, rotation, width, height, s)
+        self._predictor.set_point_fit(s.scale_from_points, s.scale_fit_min_points)  # runtime parameters
         t_model, t_model_cpu = time.perf_counter(), time.thread_time()
         result = self._predictor.predict(rgb, k, points)
         model_time, model_cpu = time.perf_counter() - t_model, time.thread_time() - t_model_cpu
+        self._count_fit(result.get("point_fit"), points is not None)
         self._publish(frame.msg.header, rgb, info, k, result, s)
         done, done_cpu = time.perf_counter(), time.thread_time()
         # Overhead = everything but predict, as wall time (what a robot waits) and as this thread's
         # CPU time (what the node costs, without time lost to other processes on a shared CPU).
         self._stats.timing(done - frame.received, model_time, (done - start) - model_time,
                            (done_cpu - start_cpu) - model_cpu)
+
+    def _count_fit(self: Any, fit: dict[str, Any] | None, had_points: bool) -> None:
+        """Count and keep a scale_from_points fit tried on this frame's sparse points.
+
+        Frames without usable sparse points (none received, stale, rejected) are counted under
+        their own keys and tried no fit.
+        """
+        if not fit or fit["mode"] == "none" or not had_points:
+            return
+        self._stats.scale_fit(fit)
+        if not fit["applied"]:
+            self._log.warning("scale_fit_rejected", f"scale_from_points {fit['mode']} not applied "
+                                                    f"({fit['inliers']}/{fit['points']} inliers): {fit['reason']}; "
+                                                    "the network's own scale is used")
 
     def _intrinsics(self: Any, width: int, height: int) -> tuple[Any, conv.Intrinsics | None]:
         """Latest camera_info and its (fx, fy, cx, cy), or (None, None) when missing or bad."""

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from fusanet_core.device import check_device_name
+from fusanet_core.point_fit import MODES as SCALE_FIT_MODES
 from fusanet_ros.evaluation.registration import parse_extrinsic, RigidTransform
 from fusanet_ros.nodes.params import choice, number, Param
 
@@ -55,6 +57,13 @@ PARAMETERS: dict[str, Param] = {
                                  "clouds in the image's optical frame are used", True),
     "sparse.extrinsic": Param("", "static sparse.frame_id -> camera optical frame transform: 'tx ty tz qx qy qz qw' "
                                   "or a row-major 3x4 / 4x4 matrix (p_camera = R p_sparse + t, metres)", True),
+    "scale_from_points": Param("none", "fit the output depth to the sparse points after the network: none | scale "
+                                       "(robust median ratio) | scale_local (scale, then a smooth per-pixel "
+                                       "correction from the points) | scale_shift (affine in inverse depth); too "
+                                       "few or inconsistent points keep the network's scale (counted "
+                                       "scale_fit_rejected)",
+                               True),
+    "scale_fit_min_points": Param(8, "usable sparse points needed for scale_from_points", True, 1, 100000),
 }
 
 
@@ -88,6 +97,8 @@ class Settings:
     sparse_max_points: int
     sparse_frame_id: str
     sparse_extrinsic: RigidTransform | None
+    scale_from_points: str
+    scale_fit_min_points: int
 
 
 def validate_settings(values: Mapping[str, Any]) -> Settings:
@@ -102,7 +113,7 @@ def validate_settings(values: Mapping[str, Any]) -> Settings:
     frame_id, extrinsic = _sparse_extrinsic(values)
     return Settings(
         checkpoint=checkpoint,
-        device=_device(str(values["device"])),
+        device=check_device_name(values["device"], "parameter device"),
         fp16=bool(values["fp16"]),
         backend=choice(values, "backend", ("torch", "onnxruntime")),
         input_size=_size(values, "input_size", 32),
@@ -127,6 +138,8 @@ def validate_settings(values: Mapping[str, Any]) -> Settings:
         sparse_max_points=num("sparse.max_points"),
         sparse_frame_id=frame_id,
         sparse_extrinsic=extrinsic,
+        scale_from_points=choice(values, "scale_from_points", SCALE_FIT_MODES),
+        scale_fit_min_points=num("scale_fit_min_points"),
     )
 
 
@@ -139,12 +152,6 @@ def _size(values: Mapping[str, Any], name: str, minimum: int) -> tuple[int, int]
     if min(size) < minimum:
         raise ValueError(f"parameter {name} must be [height, width] >= {minimum} (or [0, 0]), got {size}")
     return size[0], size[1]
-
-
-def _device(value: str) -> str:
-    if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
-        return value
-    raise ValueError(f"parameter device must be auto, cpu, cuda or cuda:N, got {value!r}")
 
 
 def _sparse_extrinsic(values: Mapping[str, Any]) -> tuple[str, RigidTransform | None]:

@@ -22,7 +22,9 @@ BAD_INPUT_KINDS = ("bad_image", "too_large", "too_small", "stamp_zero", "stamp_b
 # Reported from the start (0 until something happens) so monitors see every key.
 COUNTERS = ("frames_in", "frames_out", "dropped", "skipped_no_subscribers", *BAD_INPUT_KINDS,
             "frames_without_camera_info", "waiting_camera_info", "frames_rectified", "sparse_in", "sparse_points_used",
-            "sparse_points_rejected", "sparse_stale")
+            "sparse_points_rejected", "sparse_stale", "scale_fit_applied", "scale_fit_rejected")
+# The last scale_from_points fit, reported under these keys ("" until a fit was tried).
+SCALE_FIT_KEYS = ("mode", "applied", "scale", "shift", "inliers", "reason")
 ERROR_AFTER_FAILURES = 3  # consecutive inference failures that make the status ERROR
 STALE_PERIODS = 3  # periods of expected_rate without an image that make the status STALE
 STALE_WITHOUT_RATE = 5.0  # s without an image before STALE when no expected_rate is set
@@ -93,6 +95,7 @@ class NodeStats:
         self._outputs: deque[float] = deque(maxlen=self.EVENTS)
         self._last_bad_total = 0
         self._first_input: float | None = None
+        self.last_fit: dict[str, Any] = dict.fromkeys(SCALE_FIT_KEYS, "")
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -120,6 +123,15 @@ class NodeStats:
             self.consecutive_failures += 1
             self.last_failure = reason
             return self.consecutive_failures
+
+    def scale_fit(self, fit: dict[str, Any]) -> None:
+        """Count a tried scale_from_points fit (a `PointFit.as_dict()`) as applied or rejected; keep it."""
+        with self._lock:
+            key = "scale_fit_applied" if fit["applied"] else "scale_fit_rejected"
+            self.counters[key] += 1
+            self.last_fit = {"mode": fit["mode"], "applied": bool(fit["applied"]), "scale": float(fit["scale"]),
+                             "shift": float(fit["shift"]), "inliers": f"{fit['inliers']}/{fit['points']}",
+                             "reason": fit["reason"]}
 
     def timing(self, latency: float, model: float, overhead: float, overhead_cpu: float) -> None:
         """Seconds of one served frame: receive -> publish, predict, everything else (wall, CPU)."""
@@ -155,7 +167,9 @@ class NodeStats:
             for name, timing in self.timings.items():
                 stats = timing_summary(np.asarray(timing, dtype=np.float64) * 1000.0)
                 values[f"{name}_p50_ms"], values[f"{name}_p95_ms"] = stats["p50"], stats["p95"]
-            return {**counts, **values, "last_bad_input": self.last_bad, "last_inference_error": self.last_failure}
+            fit = {f"last_scale_fit_{key}": value for key, value in self.last_fit.items()}
+            last = {"last_bad_input": self.last_bad, "last_inference_error": self.last_failure}
+            return {**counts, **values, **fit, **last}
 
 
 def rate_window(expected_rate: float) -> float:

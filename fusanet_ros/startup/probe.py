@@ -76,6 +76,9 @@ class Probe:
     def wait_for_subscriber(self, topic: str, timeout: float) -> bool:
         return self.spin_until(lambda: self.node.count_subscribers(topic) > 0, timeout)
 
+    def wait_for_publisher(self, topic: str, timeout: float) -> bool:
+        return self.spin_until(lambda: self.node.count_publishers(topic) > 0, timeout)
+
     def set_parameters(self, node_name: str, values: dict[str, Any], timeout: float = 10.0) -> list[Any]:
         """Call <node_name>/set_parameters; returns the SetParametersResult list (one per value)."""
         from rcl_interfaces.srv import SetParameters

@@ -1,0 +1,222 @@
+"""Calibrate a checkpoint's confidence: raw confidence -> P(relative error < bound), checked on unseen sets.
+
+Runs the Predictor RGB only (manifest intrinsics passed) on up to --frames-per-set frames spread
+evenly over every validation block of the config (`data.val`), fits `fusanet_core.confidence`'s
+monotone map on --pixels-per-frame seeded random valid ground-truth pixels per frame (full
+ground-truth resolution, caps 1e-3..10 m), and writes a copy of the checkpoint (fp16, its
+training info kept, as bench/bundle_checkpoint.py does) with the map in `inference.confidence_*`.
+The unseen sets (`data.unseen`, never trained on) are scored the same way but never fitted on:
+they show whether the probability holds on other rooms and sensors.
+
+Prints Markdown: per confidence bin (raw: the validation pixels' quantile bins; calibrated:
+tenths of [0, 1]), for validation and unseen, the share of pixels, their mean confidence and the
+observed share within the bound; per set the mean calibrated confidence against the observed
+share; what a threshold keeps. The plot (--plot): observed share within the bound against
+calibrated confidence, with the diagonal; and the median relative error per raw-confidence bin.
+
+Usage:
+    python bench/calibrate_confidence.py --checkpoint runs/all/best.pt --config config/train_all.yaml \
+        --out fusanet_core/weights/NEW.pt --plot docs/img/confidence_reliability.png \
+        [--frames-per-set 30] [--bound 0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+import time
+import zlib
+
+from bundle_checkpoint import trained_info
+from eval_sets import collect_sets, EvalSet, MIN_DEPTH, pyplot, save_small
+import numpy as np
+import torch
+
+from fusanet_core import load_config, Predictor
+from fusanet_core.checkpoint import load_model, read_checkpoint, save_checkpoint
+from fusanet_core.confidence import Calibration, fit_calibration, kept_by_threshold, quantile_edges, reliability
+from fusanet_core.metrics import valid_mask
+
+GROUPS = ("val", "unseen")  # fitted on; checked only
+TABLE_BINS = 10
+
+
+def sample_set(es: EvalSet, predictor: Predictor, pixels: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Return (raw confidence, relative error) at seeded random valid pixels of the set's frames; frames used."""
+    confs, errors, used = [], [], 0
+    for index in es.indices:
+        frame = es.source.load(index)
+        valid = np.flatnonzero(valid_mask(frame.depth.astype(np.float64), min_depth=MIN_DEPTH, max_depth=es.cap))
+        if not valid.size:
+            es.skipped += 1
+            continue
+        # one seed per set and frame: the same pixels whatever else the run scores
+        rng = np.random.default_rng([seed, zlib.crc32(es.name.encode()), index])
+        pick = rng.choice(valid, min(pixels, valid.size), replace=False)
+        result = predictor.predict(frame.rgb, frame.intrinsics)
+        gt = frame.depth.ravel()[pick].astype(np.float64)
+        confs.append(result["confidence"].ravel()[pick])
+        errors.append(np.abs(result["depth"].ravel()[pick] - gt) / gt)
+        used += 1
+    if not used:
+        return np.zeros(0), np.zeros(0), 0
+    return np.concatenate(confs), np.concatenate(errors), used
+
+
+def pooled(per_set: list[tuple[EvalSet, int, np.ndarray, np.ndarray]],
+           group: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Return (confidence, relative error) of all sets of a group together; None if it has none."""
+    chosen = [(conf, rel) for es, _, conf, rel in per_set if es.group == group]
+    if not chosen:
+        return None
+    return np.concatenate([c for c, _ in chosen]), np.concatenate([r for _, r in chosen])
+
+
+def bin_table(title: str, samples: dict[str, tuple], edges: np.ndarray, bound: float) -> list[str]:
+    """Markdown table: one row per bin that holds pixels, share / mean confidence / observed share within per group."""
+    header = "| bin | " + " | ".join(f"{g} share | {g} mean conf | {g} rel err < {bound:g}" for g in samples) + " |"
+    rows = {g: reliability(conf, rel, bound, edges) for g, (conf, rel) in samples.items()}
+    lines = [f"**{title}**", "", header, "|---" * (1 + 3 * len(samples)) + "|"]
+    for i in range(len(edges) - 1):
+        if not any(rows[g][i]["pixels"] for g in rows):
+            continue
+        first = rows[next(iter(rows))][i]
+        cells = [cell for g in rows for cell in _bin_cells(rows[g][i])]
+        lines.append(f"| {first['lo']:.3f}-{first['hi']:.3f} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _bin_cells(row: dict) -> list[str]:
+    if not row["pixels"]:
+        return ["0.0 %", "-", "-"]
+    return [f"{100 * row['share']:.1f} %", f"{row['mean_confidence']:.3f}", f"{100 * row['within']:.1f} %"]
+
+
+def threshold_lines(samples: dict[str, dict[str, tuple]], bound: float, thresholds: list[float]) -> list[str]:
+    """One line per kind (raw / calibrated), group and threshold: what a threshold keeps."""
+    lines = []
+    for kind, groups in samples.items():
+        for group, (conf, rel) in groups.items():
+            for t in thresholds:
+                kept, within = kept_by_threshold(conf, rel, bound, t)
+                share = "-" if np.isnan(within) else f"{100 * within:.1f} %"
+                lines.append(f"- {kind}, {group}: threshold {t:g} keeps {100 * kept:.1f} % of pixels, of which "
+                             f"{share} are within the bound (all pixels: {100 * np.mean(rel < bound):.1f} %)")
+    return lines
+
+
+def set_table(per_set: list[tuple[EvalSet, int, np.ndarray, np.ndarray]], calibration: Calibration) -> list[str]:
+    """Markdown table: per set, the mean calibrated confidence against the observed share within the bound."""
+    lines = ["| set | group | frames | pixels | mean calibrated conf | observed rel err < "
+             f"{calibration.bound:g} | median rel err |", "|---|---|---|---|---|---|---|"]
+    for es, frames, conf, rel in per_set:
+        lines.append(f"| {es.name} | {es.group} | {frames} | {conf.size} | {calibration.apply(conf).mean():.3f} | "
+                     f"{100 * np.mean(rel < calibration.bound):.1f} % | {np.median(rel):.3f} |")
+    return lines
+
+
+def plot(path: Path, samples: dict[str, dict[str, tuple]], raw_edges: np.ndarray, bound: float) -> None:
+    """Reliability (observed share within vs calibrated confidence) and median error per raw-confidence bin."""
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    left.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+    for group, (conf, rel) in samples["calibrated"].items():
+        rows = [r for r in reliability(conf, rel, bound, TABLE_BINS) if r["pixels"]]  # ties (flat parts) merge
+        left.plot([r["mean_confidence"] for r in rows], [r["within"] for r in rows], marker="o", label=group)
+    left.set(xlim=(0, 1), ylim=(0, 1), xlabel="calibrated confidence (bin mean, quantile bins)",
+             ylabel=f"observed share with rel error < {bound:g}", title="reliability, calibrated")
+    for group, (conf, rel) in samples["raw"].items():
+        rows = [r for r in reliability(conf, rel, bound, raw_edges) if r["pixels"]]
+        right.plot([r["mean_confidence"] for r in rows], [r["median_rel_error"] for r in rows], marker="o",
+                   label=group)
+    right.axhline(bound, color="grey", linestyle=":", label=f"bound {bound:g}")
+    right.set(xlabel="raw confidence (bin mean, validation quantile bins)", ylabel="median relative error",
+              title="error per raw-confidence bin")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_small(fig, path, dpi=80)
+    plt.close(fig)
+
+
+def write_checkpoint(src: str, dst: str, calibration: Calibration) -> Path:
+    """Copy `src` to `dst` with the calibration in its config (fp16, no optimiser, training info kept)."""
+    payload, _ = read_checkpoint(src)
+    model, cfg = load_model(src)
+    calibration.to_inference(cfg.inference)
+    return save_checkpoint(dst, model, cfg, half=True, trained=trained_info(payload))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="the checkpoint to calibrate")
+    parser.add_argument("--config", required=True, help="training config: data.val (fitted on), data.unseen (checked)")
+    parser.add_argument("--out", required=True, help="the calibrated checkpoint to write")
+    parser.add_argument("--plot", default=None, help="reliability plot (PNG)")
+    parser.add_argument("--frames-per-set", type=int, default=30)
+    parser.add_argument("--pixels-per-frame", type=int, default=20000)
+    parser.add_argument("--bound", type=float, default=0.1, help="relative error bound of the probability")
+    parser.add_argument("--bins", type=int, default=20, help="quantile bins (knots) of the fit")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.5], help="thresholds to report")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
+    args = parser.parse_args(argv)
+    if min(args.frames_per_set, args.pixels_per_frame, args.bins) < 1 or not args.bound > 0:
+        parser.error("--frames-per-set, --pixels-per-frame and --bins must be >= 1, --bound > 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> Calibration:
+    """Fit, write and report; returns the calibration."""
+    args = parse_args(argv)
+    start = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    sets = collect_sets(cfg, Path(args.config).resolve().parent, [], args.frames_per_set)
+    model, model_cfg = load_model(args.checkpoint)
+    raw_cfg = copy.deepcopy(model_cfg)
+    raw_cfg.inference.confidence_bound = 0.0  # fit on the raw confidence even if the checkpoint has a map
+    predictor = Predictor(model, raw_cfg, "cpu")
+    per_set = []
+    for es in sets:
+        conf, rel, frames = sample_set(es, predictor, args.pixels_per_frame, args.seed)
+        print(f"{es.group:6} {es.name}: {frames} frames, {conf.size} pixels", flush=True)
+        if frames:
+            per_set.append((es, frames, conf, rel))
+    raw = {g: found for g in GROUPS if (found := pooled(per_set, g)) is not None}
+    if "val" not in raw:
+        raise SystemExit(f"{args.config}: no data.val frame with valid ground truth to fit on")
+    calibration = fit_calibration(*raw["val"], args.bound, args.bins)
+    path = write_checkpoint(args.checkpoint, args.out, calibration)
+    samples = {"raw": raw, "calibrated": {g: (calibration.apply(c), r) for g, (c, r) in raw.items()}}
+    raw_edges = quantile_edges(raw["val"][0], TABLE_BINS)
+    print("\n".join(report(args, calibration, samples, raw_edges, per_set)), flush=True)
+    if args.plot:
+        plot(Path(args.plot), samples, raw_edges, args.bound)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)" + (f" and {args.plot}" if args.plot else "")
+          + f"; {time.perf_counter() - start:.0f} s", flush=True)
+    return calibration
+
+
+def report(args: argparse.Namespace, calibration: Calibration, samples: dict, raw_edges: np.ndarray,
+           per_set: list) -> list[str]:
+    """Return the Markdown report: the setup, the knots, the bin tables, the per-set table and the thresholds."""
+    bound = args.bound
+    knots = ", ".join(f"{r:.4f}->{c:.3f}" for r, c in zip(calibration.raw, calibration.calibrated))
+    return [
+        "", f"Checkpoint `{args.checkpoint}`, config `{args.config}`; RGB only, up to {args.frames_per_set} frames "
+        f"per set spread evenly, {args.pixels_per_frame} random valid pixels per frame (seed {args.seed}); "
+        f"confidence = P(|d - gt| / gt < {bound:g}), fitted on the validation blocks.", "",
+        f"Knots (raw -> calibrated): {knots}", "",
+        *bin_table("Raw confidence (validation quantile bins)", samples["raw"], raw_edges, bound), "",
+        *bin_table("Calibrated confidence", samples["calibrated"], np.linspace(0, 1, TABLE_BINS + 1), bound), "",
+        *set_table(per_set, calibration), "",
+        *threshold_lines(samples, bound, args.thresholds),
+    ]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,561 @@
+"""Accuracy per real RGB-D set as users see it: RGB only, primed with points, fitted to points.
+
+For every validation block (config `data.val`) and every unseen set (`data.unseen`, whole sets
+never trained on) of a training config, on up to --frames-per-set frames spread evenly over the set:
+
+* the new checkpoint RGB only; primed with K points (K in --points); and each of these fitted to
+  the same K points afterwards (`fusanet_core.point_fit`, --fits scale scale_local scale_shift);
+* baselines on the same frames and points: the per-frame median of the ground truth (an ORACLE
+  constant: it knows the true scale of every frame), the training-median constant (the median
+  ground truth of `data.train`, as a user without points could guess), linear interpolation of
+  the points (bench/point_baselines.py), and the old (bundled) checkpoint RGB only and primed.
+
+Points are SIFT keypoints at valid ground truth, "exact" or "noisy" (3 % relative Gaussian noise,
+5 % outliers uniform in 0.5-2x); one seed per frame and K, so every method sees the same points.
+Metrics at the ground truth's full resolution, caps 1e-3..10 m (80 m for KITTI), per frame then
+averaged over frames: raw RMSE / abs_rel / delta1, and median-scaled ("ms", per frame) abs_rel /
+delta1, which score the structure alone. Pools: all frames of a group together ("unseen pooled").
+
+Usage:
+    python bench/eval_sets.py --checkpoint runs/all/best.pt \
+        --baseline-checkpoint fusanet_core/weights/fusanet_small_indoor.pt \
+        --config config/train_all.yaml --out runs/eval_sets [--frames-per-set 20] [--points 20 50 200]
+
+--extra-sets adds sets outside the config (reported per set and as "other pooled"; paths relative
+to the current directory). The cross-scene sets the earlier bench/eval_real_sets.py scored:
+    --extra-sets ../shared/data/{gqcnn_primesense_bin,posecnn_ycbvideo,slambook,graspnet_example} \
+        "../shared/data/open3d_testdata/manifest.csv[0:6]" ../shared/data/kitti_object_vis \
+        ../shared/data/middlebury_motorcycle_skimage
+(open3d row 6 is a bit-rotated SUN frame; the Middlebury stereo pair has no manifest and is read
+by MiddleburySource).
+
+Writes into --out: results.json (everything, per frame too), results.md (tables for BENCHMARKS.md,
+acceptance computed), per_set_bars.png, rmse_vs_points.png and panels.png. The data sets stay out
+of the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+import json
+import math
+from pathlib import Path
+import time
+from typing import Any
+import zlib
+
+import cv2
+import numpy as np
+from point_baselines import interpolate_points, keypoint_points
+import torch
+
+from fusanet_core import load_config, Predictor
+from fusanet_core.datasets import build_source, parse_spec, resolve_path, split_repeat
+from fusanet_core.datasets.base import range_label
+from fusanet_core.datasets.transforms import Frame
+from fusanet_core.image_io import read_rgb
+from fusanet_core.metrics import compute_metrics, valid_mask
+from fusanet_core.point_fit import fit_to_points
+from fusanet_core.predictor import default_checkpoint
+
+POINT_KINDS = {"exact": (0.0, 0.0), "noisy": (0.03, 0.05)}  # (relative noise sigma, outlier share)
+FITS = ("scale", "scale_local", "scale_shift")
+MIN_DEPTH = 1e-3
+KITTI_CAP = 80.0  # KITTI's LiDAR reaches 80 m; every other set is indoor (config data.max_depth)
+MEDIAN = "median constant (oracle)"
+TRAIN_MEDIAN = "train-median constant"
+METRICS = ("rmse", "abs_rel", "delta1", "ms_abs_rel", "ms_delta1")
+HEADERS = {"rmse": "RMSE (m)", "abs_rel": "abs_rel", "delta1": "δ1", "ms_abs_rel": "ms abs_rel",
+           "ms_delta1": "ms δ1"}
+HIGHER_IS_BETTER = {"delta1", "ms_delta1"}
+ACCEPT_COUNTS = (50, 200)  # the issue: primed with 50 and with 200 points beats interpolation
+GROUPS = {"val": "Validation blocks", "unseen": "Unseen sets", "other": "Other sets"}
+PANELS = 6
+PANEL_WIDTH = 200  # px per panel image: keeps panels.png small
+
+
+def label(method: str, count: int | None = None, kind: str = "") -> str:
+    """Return a row name, e.g. "new primed (50 noisy)"; methods without points have no suffix."""
+    return method if count is None else f"{method} ({count} {kind})"
+
+
+class MiddleburySource:
+    """Middlebury 2014 Motorcycle (no manifest): Z = f B / (d + doffs) from the dense disparity."""
+
+    F, BASELINE, DOFFS = 994.978, 0.193001, 31.086
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.name = root.name
+
+    def __len__(self) -> int:
+        return 1
+
+    def load(self, index: int) -> Frame:
+        disp = np.load(self.root / "motorcycle_disp.npz")["arr_0"]
+        depth = np.where(np.isfinite(disp), self.F * self.BASELINE / (disp + self.DOFFS), 0).astype(np.float32)
+        h, w = depth.shape
+        return Frame(read_rgb(self.root / "motorcycle_left.png"), depth,
+                     np.array([self.F, self.F, (w - 1) / 2, (h - 1) / 2]))
+
+
+@dataclass
+class EvalSet:
+    """One set to score: where it comes from, its depth cap and the frames taken."""
+
+    group: str
+    name: str
+    spec: str
+    source: Any
+    cap: float
+    indices: list[int]
+    skipped: int = 0
+    panel_at: dict[int, int] = field(default_factory=dict)  # frame index -> panel rank
+
+
+def open_source(spec: str, cfg: Any, base_dir: Path | None) -> Any:
+    """Return the frame source of a spec: build_source, or MiddleburySource for that folder."""
+    path = resolve_path(parse_spec(spec)[0], base_dir)
+    if (path / "motorcycle_disp.npz").is_file():
+        return MiddleburySource(path)
+    return build_source(spec, cfg, base_dir)
+
+
+def set_name(spec: str) -> str:
+    """Return the set folder plus its row range: "rs_d435_office[198:248]"."""
+    raw, rows = parse_spec(spec)
+    path = Path(raw)
+    folder = path.parent.name if path.suffix.lower() == ".csv" else path.name
+    return f"{folder}{range_label(rows)}"
+
+
+def spread(total: int, wanted: int) -> list[int]:
+    """Up to `wanted` frame indices spread evenly over `total` frames, first and last included."""
+    if wanted >= total:
+        return list(range(total))
+    return [int(i) for i in np.round(np.linspace(0, total - 1, wanted))]
+
+
+def collect_sets(cfg: Any, base_dir: Path, extra: list[str], frames_per_set: int) -> list[EvalSet]:
+    """Return the sets to score: config data.val, data.unseen, then --extra-sets (against the cwd)."""
+    entries = ([("val", s, base_dir) for s in cfg.data.val] + [("unseen", s, base_dir) for s in cfg.data.unseen]
+               + [("other", s, None) for s in extra])
+    sets: list[EvalSet] = []
+    for group, spec, where in entries:
+        source = open_source(spec, cfg, where)
+        name = set_name(spec)
+        taken = sum(1 for s in sets if s.name == name or s.name.startswith(f"{name} #"))
+        name = f"{name} #{taken + 1}" if taken else name  # the same block listed twice
+        cap = KITTI_CAP if "kitti" in spec.lower() else cfg.data.max_depth
+        sets.append(EvalSet(group, name, spec, source, cap, spread(len(source), frames_per_set)))
+    return sets
+
+
+def choose_panels(sets: list[EvalSet]) -> None:
+    """Mark PANELS unseen frames (or val ones if no set is unseen), spread over the sets and over each set."""
+    pool = [s for s in sets if s.group == "unseen"] or [s for s in sets if s.group == "val"]
+    if not pool:
+        return
+    each = math.ceil(PANELS / len(pool))
+    ranked = [(rank, order, s, index) for order, s in enumerate(pool)
+              for rank, index in enumerate(s.indices[i] for i in spread(len(s.indices), each))]
+    for rank, _, s, index in sorted(ranked, key=lambda r: r[:2])[:PANELS]:
+        s.panel_at[index] = rank
+
+
+def train_median(cfg: Any, base_dir: Path) -> float | None:
+    """Median ground-truth depth of the training entries (every 5th frame): a constant a user could guess."""
+    values = []
+    for entry in dict.fromkeys(split_repeat(e)[0] for e in cfg.data.train):
+        source = build_source(entry, cfg, base_dir)
+        for i in range(0, len(source), 5):  # the median is stable on a fifth of the frames
+            d = source.load(i).depth
+            values.append(d[(d > MIN_DEPTH) & (d <= cfg.data.max_depth)][::16])
+    return float(np.median(np.concatenate(values))) if values else None
+
+
+def frame_points(frame: Frame, valid: np.ndarray, counts: list[int], seed: list[int]) -> dict[tuple, np.ndarray]:
+    """{(K, kind): (K, 3) points}; exact and noisy share a seed, so noisy ones sit at the same pixels."""
+    gt = np.where(valid, frame.depth, 0).astype(np.float32)  # points only where the frame is scored
+    return {(count, kind): keypoint_points(frame.rgb, gt, count, np.random.default_rng([*seed, count]), noise, outliers)
+            for count in counts for kind, (noise, outliers) in POINT_KINDS.items()}
+
+
+def fitted(depth: np.ndarray, points: np.ndarray, mode: str, extra: dict) -> tuple[np.ndarray, dict]:
+    """Return the depth fitted to the points, and whether the fit was applied (the share is reported)."""
+    fit = fit_to_points(depth, points, mode)
+    return fit.apply(depth), {**extra, "fit_applied": float(fit.applied)}
+
+
+def frame_predictions(frame: Frame, valid: np.ndarray, models: dict[str, Predictor], points: dict[tuple, np.ndarray],
+                      fits: list[str], constant: float | None) -> dict[str, tuple[np.ndarray, dict]]:
+    """{row name: (HxW depth, extra per-frame numbers)} of every method on one frame.
+
+    Each network runs once RGB only and once per point set; the fits reuse those predictions.
+    """
+    shape, rgb, k = frame.depth.shape, frame.rgb, frame.intrinsics
+    out = {MEDIAN: (np.full(shape, np.median(frame.depth[valid]), np.float32), {})}
+    if constant is not None:
+        out[TRAIN_MEDIAN] = (np.full(shape, constant, np.float32), {})
+    rgb_only = {name: model.predict(rgb, k)["depth"] for name, model in models.items()}
+    out.update((name, (depth, {})) for name, depth in rgb_only.items())
+    for (count, kind), pts in points.items():
+        extra = {"points": float(len(pts))}
+        out[label("interpolation", count, kind)] = (interpolate_points(pts, *shape), extra)
+        primed = {name: model.predict(rgb, k, pts)["depth"] for name, model in models.items()}
+        out.update((label(f"{name} primed", count, kind), (depth, extra)) for name, depth in primed.items())
+        for mode in fits:
+            out[label(f"new + {mode} fit", count, kind)] = fitted(rgb_only["new"], pts, mode, extra)
+            out[label(f"new primed + {mode} fit", count, kind)] = fitted(primed["new"], pts, mode, extra)
+    return out
+
+
+def frame_scores(pred: np.ndarray, gt: np.ndarray, cap: float) -> dict[str, float]:
+    """Return raw RMSE / abs_rel / delta1 and median-scaled abs_rel / delta1 of one frame."""
+    raw = compute_metrics(pred, gt, min_depth=MIN_DEPTH, max_depth=cap)
+    scaled = compute_metrics(pred, gt, min_depth=MIN_DEPTH, max_depth=cap, median_scale=True)
+    return {"rmse": raw["rmse"], "abs_rel": raw["abs_rel"], "delta1": raw["delta1"],
+            "ms_abs_rel": scaled["abs_rel"], "ms_delta1": scaled["delta1"]}
+
+
+def run_set(es: EvalSet, models: dict[str, Predictor], counts: list[int], fits: list[str], seed: int,
+            constant: float | None) -> tuple[dict[str, list[dict]], list[dict]]:
+    """Score every method on the set's frames: ({row: [per-frame scores]}, panel images)."""
+    records: dict[str, list[dict]] = {}
+    panels = []
+    for index in es.indices:
+        frame = es.source.load(index)
+        valid = valid_mask(frame.depth.astype(np.float64), min_depth=MIN_DEPTH, max_depth=es.cap)
+        if not valid.any():
+            es.skipped += 1
+            continue
+        points = frame_points(frame, valid, counts, [seed, zlib.crc32(es.name.encode()), index])
+        for name, (depth, extra) in frame_predictions(frame, valid, models, points, fits, constant).items():
+            records.setdefault(name, []).append({**frame_scores(depth, frame.depth, es.cap), **extra})
+            if name == "new" and index in es.panel_at:
+                panels.append(panel(frame, valid, depth, f"{es.name} #{index}", es.panel_at[index]))
+    return records, panels
+
+
+def summarise(frames: list[dict]) -> dict[str, float]:
+    """Mean over frames of every number (each frame weighs the same, as in MetricAccumulator)."""
+    return {"frames": len(frames), **{key: float(np.mean([f[key] for f in frames])) for key in frames[0]}}
+
+
+def pool(records: dict[str, dict[str, list[dict]]], names: list[str]) -> dict[str, list[dict]]:
+    """Return all frames of the named sets together, per method (methods every set has)."""
+    methods = [m for m in records[names[0]] if all(m in records[n] for n in names)]
+    return {m: [f for n in names for f in records[n][m]] for m in methods}
+
+
+def summarise_all(records: dict[str, dict[str, list[dict]]], sets: list[EvalSet]) -> dict[str, dict[str, dict]]:
+    """{set or "<group> pooled": {row: summary}} for every set that scored a frame, then each group's pool."""
+    scored = [s for s in sets if records.get(s.name)]
+    out = {s.name: {m: summarise(f) for m, f in records[s.name].items()} for s in scored}
+    for group in GROUPS:
+        names = [s.name for s in scored if s.group == group]
+        if names:
+            out[f"{group} pooled"] = {m: summarise(f) for m, f in pool(records, names).items()}
+    return out
+
+
+def better(metric: str, value: float, baseline: float) -> bool:
+    """Return whether `value` beats `baseline` (strictly; delta metrics higher, errors lower)."""
+    return value > baseline if metric in HIGHER_IS_BETTER else value < baseline
+
+
+def acceptance(pooled: dict[str, dict], counts: list[int]) -> list[dict]:
+    """Return the issue's checks on a pool.
+
+    The new model against the median constant in ms delta1 / ms abs_rel, and primed with 50 and
+    200 points (exact and noisy) against interpolation of the same points in RMSE / delta1: the
+    network alone (no fit), and with the scale_local fit (what the node gives with
+    scale_from_points: scale_local), each judged on its own rows.
+    """
+    checks = [("new", MEDIAN, "ms_delta1"), ("new", MEDIAN, "ms_abs_rel")]
+    checks += [(label(method, count, kind), label("interpolation", count, kind), metric)
+               for method in ("new primed", "new primed + scale_local fit")
+               for count in ACCEPT_COUNTS if count in counts for kind in POINT_KINDS for metric in ("rmse", "delta1")]
+    return [check(pooled, *c) for c in checks if c[0] in pooled and c[1] in pooled]
+
+
+def check(pooled: dict[str, dict], method: str, baseline: str, metric: str) -> dict:
+    """Return one acceptance row: both numbers and whether the method beats the baseline."""
+    value, base = pooled[method][metric], pooled[baseline][metric]
+    return {"method": method, "baseline": baseline, "metric": metric, "value": value, "baseline_value": base,
+            "pass": better(metric, value, base)}
+
+
+def main_count(counts: list[int]) -> int:
+    """Return the K of the main tables: 50 when evaluated, else the middle one."""
+    return 50 if 50 in counts else sorted(counts)[len(counts) // 2]
+
+
+def main_rows(counts: list[int]) -> list[str]:
+    """Return the rows of the per-set tables: RGB only, the baselines, and noisy points at the main K.
+
+    Rows a run lacks (no scale fit, no training median) are left out by the tables.
+    """
+    rows = ["new", MEDIAN, TRAIN_MEDIAN, "old"]
+    if counts:
+        c = main_count(counts)
+        rows[1:1] = [label(m, c, "noisy") for m in ("new + scale fit", "new primed", "new primed + scale fit")]
+        rows[-1:] = [label("interpolation", c, "noisy"), "old", label("old primed", c, "noisy")]
+    return rows
+
+
+def point_rows(counts: list[int], fits: list[str]) -> list[str]:
+    """Return every row that uses points, by K and kind."""
+    methods = ["new primed", *(f"new primed + {m} fit" for m in fits), *(f"new + {m} fit" for m in fits),
+               "interpolation", "old primed"]
+    return [label(m, c, kind) for c in counts for kind in POINT_KINDS for m in methods]
+
+
+def fmt(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def set_table(summaries: dict, names: list[str], rows: list[str]) -> list[str]:
+    """Markdown table: one block of rows per set (or pool), all five metrics."""
+    lines = ["| set | frames | method | " + " | ".join(HEADERS[m] for m in METRICS) + " |",
+             "|---" * (3 + len(METRICS)) + "|"]
+    for name in names:
+        for row in (r for r in rows if r in summaries[name]):
+            s = summaries[name][row]
+            cells = " | ".join(fmt(s[m]) for m in METRICS)
+            lines.append(f"| {name} | {s['frames']} | {row} | {cells} |")
+    return lines
+
+
+def points_table(pooled: dict, rows: list[str]) -> list[str]:
+    """Markdown table of every point row of a pool, with the points found and the fits applied."""
+    lines = ["| method | points found | fit applied | " + " | ".join(HEADERS[m] for m in METRICS) + " |",
+             "|---" * (3 + len(METRICS)) + "|"]
+    for row in (r for r in rows if r in pooled):
+        s = pooled[row]
+        applied = f"{100 * s['fit_applied']:.0f} %" if "fit_applied" in s else "-"
+        lines.append(f"| {row} | {s['points']:.0f} | {applied} | " + " | ".join(fmt(s[m]) for m in METRICS) + " |")
+    return lines
+
+
+def acceptance_table(checks: list[dict]) -> list[str]:
+    """Markdown table of the checks, the pass column and the overall verdict, all computed."""
+    lines = ["| method | baseline | metric | method's | baseline's | pass |", "|---|---|---|---|---|---|"]
+    for c in checks:
+        lines.append(f"| {c['method']} | {c['baseline']} | {HEADERS[c['metric']]} | {fmt(c['value'])} | "
+                     f"{fmt(c['baseline_value'])} | {'pass' if c['pass'] else '**FAIL**'} |")
+    passed = sum(c["pass"] for c in checks)
+    verdict = "PASS" if checks and passed == len(checks) else "FAIL"
+    return lines + ["", f"**Acceptance: {verdict}** ({passed} of {len(checks)} checks pass)."]
+
+
+def markdown(summaries: dict, sets: list[EvalSet], checks: list[dict], meta: dict) -> str:
+    """Return results.md: the set tables per group, the point tables per pool, the acceptance table."""
+    counts, fits = meta["points"], meta["fits"]
+    out = [f"Checkpoint `{meta['checkpoint']}`, old = `{meta['baseline_checkpoint']}`, config `{meta['config']}`; "
+           f"up to {meta['frames_per_set']} frames per set spread evenly, seed {meta['seed']}, "
+           f"{meta['seconds']:.0f} s.",
+           "Full ground-truth resolution, caps 1e-3..10 m (80 m KITTI), means over frames; ms = median-scaled per "
+           f"frame. {MEDIAN}: the median of each frame's own ground truth, an oracle scale no user has; "
+           f"{TRAIN_MEDIAN}: the median ground truth of the training entries"
+           + (f" ({meta['train_median']:.3f} m)." if meta["train_median"] else " (none: no data.train).")
+           + " Points: SIFT keypoints at valid ground truth; noisy = 3 % Gaussian + 5 % outliers (0.5-2x)."]
+    for group, title in GROUPS.items():
+        names = [s.name for s in sets if s.group == group and s.name in summaries]
+        if names:
+            out += ["", f"### {title}", ""] + set_table(summaries, names + [f"{group} pooled"], main_rows(counts))
+    for name in (n for n in summaries if n.endswith("pooled") and counts):
+        out += ["", f"### With points, {name}", ""] + points_table(summaries[name], point_rows(counts, fits))
+    if checks:
+        out += ["", f"### Acceptance, {meta['acceptance_pool']}", ""] + acceptance_table(checks)
+    return "\n".join(out) + "\n"
+
+
+def pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_bars(summaries: dict, path: Path) -> None:
+    """Raw RMSE and ms delta1 per set and pool for new / old / median constant."""
+    plt = pyplot()
+    names = list(summaries)
+    methods = [m for m in ("new", "old", MEDIAN) if all(m in summaries[n] for n in names)]
+    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.8 * len(names)), 6), sharex=True)
+    x, width = np.arange(len(names)), 0.8 / max(len(methods), 1)
+    for ax, metric in zip(axes, ("rmse", "ms_delta1")):
+        for i, method in enumerate(methods):
+            ax.bar(x + (i - (len(methods) - 1) / 2) * width, [summaries[n][method][metric] for n in names], width,
+                   label=method)
+        ax.set_ylabel(HEADERS[metric])
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[1].set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_points(pooled: dict, counts: list[int], fits: list[str], title: str, path: Path) -> None:
+    """RMSE against K on one pool: new primed / + fit / interpolation / old primed, exact and noisy."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(POINT_KINDS), figsize=(10, 4.5), sharey=True)
+    methods = ["new primed", *(f"new primed + {m} fit" for m in fits), *(f"new + {m} fit" for m in fits),
+               "old primed", "interpolation"]
+    for ax, kind in zip(axes, POINT_KINDS):
+        for method in methods:
+            style = {"color": "black", "linewidth": 2} if method == "interpolation" else {}
+            ax.plot(counts, [pooled[label(method, c, kind)]["rmse"] for c in counts], marker="o", label=method, **style)
+        for flat, style in (("new", "--"), (MEDIAN, ":")):
+            ax.axhline(pooled[flat]["rmse"], color="grey", linestyle=style, label=f"{flat}, no points")
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(counts, [str(c) for c in counts])
+        ax.set_xlabel("points")
+        ax.set_title(f"{title}, {kind} points", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(HEADERS["rmse"])
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def panel(frame: Frame, valid: np.ndarray, pred: np.ndarray, title: str, rank: int) -> dict:
+    """Return a frame shrunk to PANEL_WIDTH for panels.png (GT by nearest pixel: holes stay holes)."""
+    h, w = frame.depth.shape
+    size = (PANEL_WIDTH, max(1, round(h * PANEL_WIDTH / w)))
+    gt = np.where(valid, frame.depth, np.nan).astype(np.float32)
+    return {"title": title, "rank": rank, "rgb": cv2.resize(frame.rgb, size, interpolation=cv2.INTER_AREA),
+            "gt": cv2.resize(gt, size, interpolation=cv2.INTER_NEAREST),
+            "pred": cv2.resize(pred, size, interpolation=cv2.INTER_AREA)}
+
+
+def plot_panels(panels: list[dict], path: Path) -> None:
+    """Image | GT | prediction | abs error per frame; GT and prediction share a scale per row; no GT = black."""
+    plt = pyplot()
+    fig, axes = plt.subplots(len(panels), 4, figsize=(10, 2.0 * len(panels)), squeeze=False)
+    depth_map = plt.get_cmap("viridis").with_extremes(bad="black")
+    error_map = plt.get_cmap("magma").with_extremes(bad="black")
+    for row, p in zip(axes, panels):
+        gt = np.ma.masked_invalid(p["gt"])
+        error = np.ma.masked_invalid(np.abs(p["pred"] - p["gt"]))
+        vmax = float(np.percentile(np.concatenate([gt.compressed(), p["pred"].ravel()]), 99))
+        row[0].imshow(p["rgb"])
+        row[1].imshow(gt, cmap=depth_map, vmin=0, vmax=vmax)
+        shown = row[2].imshow(p["pred"], cmap=depth_map, vmin=0, vmax=vmax)
+        err = row[3].imshow(error, cmap=error_map, vmin=0, vmax=float(np.percentile(error.compressed(), 99)))
+        fig.colorbar(shown, ax=row[2], fraction=0.046, pad=0.02)
+        fig.colorbar(err, ax=row[3], fraction=0.046, pad=0.02)
+        for ax, name in zip(row, (p["title"], "ground truth (m)", "new, RGB only (m)", "abs error (m)")):
+            ax.set_title(name, fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    save_small(fig, path, dpi=70)
+    plt.close(fig)
+
+
+def save_small(fig: Any, path: Path, dpi: int) -> None:
+    """Save as a 256-colour PNG: colour-mapped images stay readable at a third of the bytes."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    buffer = BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    Image.open(buffer).convert("RGB").quantize(256).save(path, optimize=True)
+
+
+def write_outputs(out: Path, summaries: dict, sets: list[EvalSet], records: dict, panels: list[dict],
+                  meta: dict) -> list[dict]:
+    """Write results.json, results.md and the plots; return the acceptance checks."""
+    out.mkdir(parents=True, exist_ok=True)
+    pool_name = "unseen pooled" if "unseen pooled" in summaries else "val pooled"
+    meta["acceptance_pool"] = pool_name
+    checks = acceptance(summaries.get(pool_name, {}), meta["points"])
+    listing = [{"name": s.name, "group": s.group, "spec": s.spec, "cap_m": s.cap, "frames": s.indices,
+                "skipped_no_gt": s.skipped} for s in sets]
+    (out / "results.json").write_text(json.dumps({"meta": meta, "sets": listing, "summary": summaries,
+                                                  "acceptance": checks, "per_frame": records}, indent=1))
+    (out / "results.md").write_text(markdown(summaries, sets, checks, meta))
+    plot_bars(summaries, out / "per_set_bars.png")
+    if meta["points"] and pool_name in summaries:
+        plot_points(summaries[pool_name], meta["points"], meta["fits"], pool_name, out / "rmse_vs_points.png")
+    if panels:
+        plot_panels(sorted(panels, key=lambda p: p["rank"]), out / "panels.png")
+    return checks
+
+
+def progress(es: EvalSet, records: dict, counts: list[int], seconds: float) -> str:
+    """Return one line per set: frames, time and the headline numbers."""
+    if not records:
+        return f"{es.group:6} {es.name}: no frame with valid ground truth ({es.skipped} skipped)"
+    s = {m: summarise(f) for m, f in records.items()}
+    text = (f"{es.group:6} {es.name}: {s['new']['frames']} frames, {seconds:.0f} s | new RMSE {s['new']['rmse']:.3f}"
+            f" ms-d1 {s['new']['ms_delta1']:.3f} | median const ms-d1 {s[MEDIAN]['ms_delta1']:.3f}")
+    if counts:
+        c = main_count(counts)
+        text += (f" | {c} noisy: primed RMSE {s[label('new primed', c, 'noisy')]['rmse']:.3f}, interpolation "
+                 f"{s[label('interpolation', c, 'noisy')]['rmse']:.3f}")
+    return text
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="the new checkpoint")
+    parser.add_argument("--baseline-checkpoint", default=None, help="the old one (default: the bundled one)")
+    parser.add_argument("--config", required=True, help="training config: data.val, data.unseen, data.train")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--frames-per-set", type=int, default=20)
+    parser.add_argument("--points", type=int, nargs="*", default=[20, 50, 200], help="K values (none: RGB only)")
+    parser.add_argument("--fits", nargs="*", choices=FITS, default=list(FITS), help="point fits to score")
+    parser.add_argument("--extra-sets", nargs="*", default=[], help="more specs, relative to the current directory")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                        help="network input of both models (default: each checkpoint's own)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
+    args = parser.parse_args(argv)
+    if args.frames_per_set < 1 or any(k < 1 for k in args.points):
+        parser.error("--frames-per-set and --points must be >= 1")
+    args.points = sorted(set(args.points))
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Run the evaluation; returns the acceptance checks."""
+    args = parse_args(argv)
+    start = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    base_dir = Path(args.config).resolve().parent
+    sets = collect_sets(cfg, base_dir, args.extra_sets, args.frames_per_set)
+    if not sets:
+        raise SystemExit(f"{args.config} lists no data.val or data.unseen entry (and no --extra-sets given)")
+    choose_panels(sets)
+    baseline = args.baseline_checkpoint or default_checkpoint()
+    models = {"new": Predictor.from_checkpoint(args.checkpoint, "cpu", input_size=args.input_size),
+              "old": Predictor.from_checkpoint(baseline, "cpu", input_size=args.input_size)}
+    constant = train_median(cfg, base_dir)
+    records, panels = {}, []
+    for es in sets:
+        began = time.perf_counter()
+        records[es.name], found = run_set(es, models, args.points, args.fits, args.seed, constant)
+        panels += found
+        print(progress(es, records[es.name], args.points, time.perf_counter() - began), flush=True)
+    meta = {"checkpoint": str(args.checkpoint), "baseline_checkpoint": str(baseline), "config": str(args.config),
+            "frames_per_set": args.frames_per_set, "points": args.points, "fits": args.fits, "seed": args.seed,
+            "input_size": args.input_size, "point_kinds": POINT_KINDS, "train_median": constant,
+            "seconds": time.perf_counter() - start}
+    checks = write_outputs(Path(args.out), summarise_all(records, sets), sets, records, panels, meta)
+    print(f"total {time.perf_counter() - start:.0f} s; acceptance {sum(c['pass'] for c in checks)} of {len(checks)} "
+          f"pass; wrote {args.out}/results.md", flush=True)
+    return checks
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,352 @@
+"""Fit the predicted depth to known 3D points: a robust scale, or a scale and shift in inverse depth.
+
+For points too few or too noisy for the network to complete from (a handful of SLAM landmarks,
+sparse LiDAR), the cheap and safe use is to correct the prediction's global scale with them.
+No torch, no ROS: numpy only.
+
+Modes:
+    none: no fit.
+    scale: z ~ scale * d. The scale is exp(median(log(z / d))) over the inliers. The log because
+        both the point noise (SLAM, LiDAR: a few % of the depth) and the network's error are
+        relative: in log, a point at 2x and one at 0.5x are equally wrong and the spread is one
+        number for near and far points.
+    scale_local: the scale fit, then a smooth per-pixel correction: the inliers' log residuals
+        log(z / (scale d)) spread over the image by a Gaussian-weighted average whose width is the
+        points' mean spacing, fading to no correction away from them (a prior weight). The network
+        keeps the structure (edges, planes), the points fix the scale where they are: depth
+        completion's "residual interpolation", for dense enough points (SLAM maps, LiDAR).
+    scale_shift: affine in inverse depth, 1/z ~ (1/scale) * (1/d) + shift (shift in 1/m; shift 0
+        is the scale mode). Monocular depth is only defined up to scale and shift in inverse depth
+        (disparity: MiDaS, the stereo-like cue a single image carries), and far points, which carry
+        little information, get small residuals there instead of dominating. Residuals are
+        relative, log(z_fit / z), so the same tolerance rule as the scale mode applies.
+
+Robustness (both modes): residuals r_i in log depth. `scale` starts from the median and
+iterates: inliers are |r - median| <= tol with tol = 3 * 1.4826 * MAD (a 3-sigma rule for
+Gaussian noise), clamped to [MIN_TOLERANCE, max_tolerance]; the floor keeps exact data and
+quantised depth from rejecting everything, the cap (default log 2) keeps a uniformly spread
+(inconsistent) set from calling itself consistent. `scale_shift` is least median of squares over
+point pairs (seeded, so deterministic; no threshold needed, survives up to half the points being
+outliers), then the same tolerance on its residuals and a weighted least-squares refit on the
+inliers, repeated a few times.
+
+The prediction is sampled at the nearest pixel: bilinear sampling would blend foreground and
+background at a depth edge into a depth neither surface has. Points on non-finite or
+non-positive predicted depth, and non-finite, non-positive or out-of-frame points, are skipped.
+
+Guards; when one fails the fit is not applied (`applied` False, `reason` says why) and the
+prediction is returned unchanged, i.e. the network's own scale is kept:
+    - at least `min_points` usable points (3 for scale_shift at the least);
+    - an inlier share >= `min_inlier_share` (default 0.5) of the usable points;
+    - scale_shift: the points, and then the inliers, span some depth (max/min predicted depth >=
+      MIN_DEPTH_SPREAD) and the inverse-depth slope is positive (the fit keeps the depth order);
+    - the depth factor z_fit / d within `scale_range` (default 0.1-10) at every valid pixel of
+      the map (for scale: the scale itself), so the output is positive and finite where the
+      input was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+
+MODES = ("none", "scale", "scale_local", "scale_shift")
+LOCAL_PRIOR = 0.3  # scale_local: weight of "no correction" against a point's Gaussian weight at 0 px
+LOCAL_GRID = 4  # scale_local: the correction is computed on a grid this many times coarser, then resized
+LOCAL_MIN_TOLERANCE = 0.1  # scale_local: a point within 10 % of its neighbours' median residual is kept
+MIN_TOLERANCE = 0.01  # log units (1 %): the floor of the inlier tolerance
+MAX_TOLERANCE = math.log(2.0)  # the cap: a point off by more than 2x is never an inlier
+MIN_DEPTH_SPREAD = 1.1  # scale_shift needs inliers whose predicted depths differ by >= 10 %
+MAX_PAIRS = 500  # LMedS hypotheses for scale_shift
+SCORE_POINTS = 200  # points that score each hypothesis (an even subset: the median needs no more)
+REFITS = 5  # inlier / refit rounds
+
+
+@dataclass(frozen=True)
+class PointFit:
+    """A fit of the prediction to known points, and whether it was applied.
+
+    Attributes:
+        mode: "none", "scale" or "scale_shift".
+        scale: depth factor (z = scale * d; for scale_shift the factor at shift 0).
+        shift: scale_shift's offset in inverse depth (1/m): 1/z = 1/(scale d) + shift; 0 otherwise.
+        points: points offered.
+        inliers: points that agree with the fit.
+        applied: False = the prediction is kept unchanged (fallback), see `reason`.
+        reason: "ok", or why the fit was not applied.
+    """
+
+    mode: str
+    scale: float = 1.0
+    shift: float = 0.0
+    points: int = 0
+    inliers: int = 0
+    applied: bool = False
+    reason: str = ""
+    # scale_local: the inliers as (u, v, log residual) in the fitted map's pixels (not in as_dict).
+    anchors: tuple[tuple[float, float, float], ...] = ()
+
+    def apply(self, depth: np.ndarray) -> np.ndarray:
+        """Return the fitted depth (a new array of the same dtype), or `depth` itself when not applied.
+
+        Non-finite and non-positive (invalid) values are kept as they are. scale_local corrects an
+        HxW map of the fitted size per pixel; other shapes (e.g. salient point depths) get its
+        global scale.
+        """
+        if not self.applied:
+            return depth
+        depth = np.asarray(depth)
+        if self.mode == "scale_local" and depth.ndim == 2 and self.anchors:
+            return (depth * self.scale * local_correction(np.array(self.anchors), depth.shape)).astype(
+                depth.dtype, copy=False)
+        if self.mode in ("scale", "scale_local"):
+            return (depth * self.scale).astype(depth.dtype, copy=False)
+        out = _affine_inverse(depth.astype(np.float64), self.scale, self.shift)
+        valid = np.isfinite(depth) & (depth > 0)
+        return np.where(valid, out, depth).astype(depth.dtype, copy=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (for results, logs and diagnostics), without the anchors."""
+        fields = asdict(self)
+        del fields["anchors"]
+        return fields
+
+
+def local_correction(anchors: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Return the HxW factor exp(r(x)), r the Gaussian-weighted mean of the anchors' log residuals.
+
+    Far from every anchor r is pulled to 0 (no correction).
+
+    r(x) = sum_i w_i(x) r_i / (LOCAL_PRIOR + sum_i w_i(x)), w_i = exp(-|x - p_i|^2 / (2 sigma^2)),
+    sigma = the points' mean spacing sqrt(H W / N). The Gaussian separates in rows and columns, so
+    both sums are matrix products; computed on a LOCAL_GRID-times coarser grid (the field is
+    smooth at that scale) and resized bilinearly.
+    """
+    h, w = shape
+    gh, gw = max(1, -(-h // LOCAL_GRID)), max(1, -(-w // LOCAL_GRID))
+    sigma = math.sqrt(h * w / len(anchors))
+    ys = (np.arange(gh) + 0.5) * (h / gh) - 0.5
+    xs = (np.arange(gw) + 0.5) * (w / gw) - 0.5
+    wy = np.exp(-((ys[:, None] - anchors[None, :, 1]) ** 2) / (2.0 * sigma**2))  # (gh, N)
+    wx = np.exp(-((xs[:, None] - anchors[None, :, 0]) ** 2) / (2.0 * sigma**2))  # (gw, N)
+    field = ((wy * anchors[:, 2]) @ wx.T) / (LOCAL_PRIOR + wy @ wx.T)
+    return np.exp(cv2.resize(field.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR))
+
+
+def locally_consistent(uv: np.ndarray, residual: np.ndarray, neighbours: int = 8) -> np.ndarray:
+    """Bool mask of the points whose log residual agrees with their nearest neighbours' median.
+
+    The global inlier rule would drop every point of a region the network got wrong by more than
+    the spread elsewhere, which is what scale_local is for; a single wrong landmark stands out
+    against its neighbours instead (3 x their MAD, at least LOCAL_MIN_TOLERANCE).
+    """
+    k = min(neighbours, len(uv) - 1)
+    if k < 2:
+        return np.ones(len(uv), bool)
+    d2 = ((uv[:, None, :] - uv[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d2, np.inf)
+    near = np.argsort(d2, axis=1)[:, :k]
+    local = residual[near]
+    centre = np.median(local, axis=1)
+    spread = np.median(np.abs(local - centre[:, None]), axis=1)
+    return np.abs(residual - centre) <= np.maximum(3.0 * 1.4826 * spread, LOCAL_MIN_TOLERANCE)
+
+
+def check_mode(mode: str) -> str:
+    """Return `mode` when it is one of MODES; raises ValueError naming it otherwise."""
+    if mode not in MODES:
+        raise ValueError(f"scale_from_points must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
+
+
+def fit_to_points(depth: np.ndarray, points: np.ndarray | None, mode: str, min_points: int = 8,
+                  min_inlier_share: float = 0.5, scale_range: tuple[float, float] = (0.1, 10.0),
+                  max_tolerance: float = MAX_TOLERANCE, seed: int = 0) -> PointFit:
+    """Fit `depth` to `points` robustly (see the module docstring for the model and the guards).
+
+    Args:
+        depth: HxW predicted depth in metres (non-finite or <= 0 = invalid).
+        points: (N, 3) known points (u, v, depth in metres) in the pixels of `depth`; None = none.
+        mode: "none", "scale" or "scale_shift".
+        min_points: usable points needed to fit.
+        min_inlier_share: inliers / usable points needed to apply the fit.
+        scale_range: allowed depth factor (z_fit / d) at every valid pixel.
+        max_tolerance: cap of the inlier tolerance, in log depth.
+        seed: random generator seed (scale_shift's pair sampling).
+
+    Returns:
+        The PointFit; `fit.apply(depth)` gives the corrected depth (unchanged when not applied).
+    """
+    check_mode(mode)
+    depth = np.asarray(depth)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be HxW, got shape {depth.shape}")
+    pts = np.zeros((0, 3)) if points is None else np.asarray(points, np.float64).reshape(-1, 3)
+    offered = len(pts)
+    if mode == "none":
+        return PointFit(mode, points=offered, reason="scale_from_points is none")
+    z, d = sample_depth(depth, pts)
+    needed = max(int(min_points), 1 if mode == "scale" else 3)
+    if len(z) < needed:
+        return PointFit(mode, points=offered, reason=f"too few points ({len(z)} < {needed})")
+    if mode == "scale_shift" and d.max() / d.min() < MIN_DEPTH_SPREAD:  # before fitting: no line to report
+        spread = d.max() / d.min()
+        return PointFit(mode, points=offered, reason=f"points span too little depth for scale_shift (max/min "
+                                                     f"{spread:.3g} < {MIN_DEPTH_SPREAD:g})")
+    tol = (MIN_TOLERANCE, max(float(max_tolerance), MIN_TOLERANCE))
+    if mode == "scale_shift":
+        scale, shift, inliers = _fit_scale_shift(z, d, tol, np.random.default_rng(seed))
+    else:
+        scale, shift, inliers = _fit_scale(z, d, tol)
+    fit = PointFit(mode, scale, shift, offered, int(inliers.sum()))
+    reason = _refusal(fit, d, inliers, depth, min_inlier_share, scale_range)
+    anchors = ()
+    if mode == "scale_local" and reason is None:
+        uv = usable_points(pts, depth)[:, :2]
+        residual = np.log(z / (scale * d))
+        keep = locally_consistent(uv, residual)
+        anchors = tuple(map(tuple, np.column_stack([uv[keep], residual[keep]]).tolist()))
+    return PointFit(mode, scale, shift, offered, fit.inliers, reason is None, reason or "ok", anchors)
+
+
+def sample_depth(depth: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(known z, predicted d) of the usable points, the prediction read at the nearest pixel."""
+    pts = usable_points(points, depth)
+    return pts[:, 2], _nearest(depth, pts)
+
+
+def usable_points(points: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Return the points that are finite, positive, inside `depth` and on a valid predicted pixel."""
+    h, w = depth.shape
+    pts = np.asarray(points, np.float64).reshape(-1, 3)
+    ok = np.all(np.isfinite(pts), axis=1) & (pts[:, 2] > 0)
+    ok &= (pts[:, 0] > -0.5) & (pts[:, 0] < w - 0.5) & (pts[:, 1] > -0.5) & (pts[:, 1] < h - 0.5)
+    pts = pts[ok]
+    d = _nearest(depth, pts)
+    return pts[np.isfinite(d) & (d > 0)]
+
+
+def _nearest(depth: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    h, w = depth.shape
+    cols = np.clip(np.rint(pts[:, 0]).astype(np.int64), 0, w - 1)
+    rows = np.clip(np.rint(pts[:, 1]).astype(np.int64), 0, h - 1)
+    return depth[rows, cols].astype(np.float64)
+
+
+def _tolerance(residuals: np.ndarray, bounds: tuple[float, float]) -> float:
+    """3-sigma inlier tolerance from the MAD of `residuals` (all of them, centred), clamped to `bounds`.
+
+    All residuals, not only the last inliers: the MAD of a set cut at 3 sigma would shrink with
+    every round.
+    """
+    mad = float(np.median(np.abs(residuals)))
+    return float(np.clip(3.0 * 1.4826 * mad, *bounds))
+
+
+def _fit_scale(z: np.ndarray, d: np.ndarray, bounds: tuple[float, float]) -> tuple[float, float, np.ndarray]:
+    """Median log ratio, re-taken over the tolerance inliers until they no longer change."""
+    r = np.log(z) - np.log(d)
+    centre = float(np.median(r))
+    inliers = np.ones(len(r), bool)
+    for _ in range(REFITS):
+        inliers = np.abs(r - centre) <= _tolerance(r - centre, bounds)
+        new_centre = float(np.median(r[inliers])) if inliers.any() else centre
+        if new_centre == centre:
+            break
+        centre = new_centre
+    return math.exp(centre), 0.0, np.abs(r - centre) <= _tolerance(r - centre, bounds)
+
+
+def _fit_scale_shift(z: np.ndarray, d: np.ndarray, bounds: tuple[float, float],
+                     rng: np.random.Generator) -> tuple[float, float, np.ndarray]:
+    """Fit (a, b) in 1/z = a/d + b: least median of squares over point pairs, then tolerance-inlier refits."""
+    x, y = 1.0 / d, 1.0 / z
+    a, b = _lmeds(x, y, rng)
+    if not math.isfinite(a):  # every pair has one predicted depth: no line through them
+        return math.inf, 0.0, np.zeros(len(x), bool)
+    inliers = np.zeros(len(x), bool)
+    for _ in range(REFITS):
+        r = _log_residuals(x, y, a, b)
+        new = np.abs(r) <= _tolerance(r, bounds)
+        if new.sum() < 2 or np.array_equal(new, inliers):
+            break
+        inliers = new
+        a, b = _weighted_line(x[inliers], y[inliers])
+    return (1.0 / a if a != 0 else math.inf), b, inliers  # a < 0: a negative scale, refused
+
+
+def _lmeds(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    """Find the pair line (a, b) of y = a x + b with the least median relative residual (nan: none)."""
+    n = len(x)
+    if n * (n - 1) // 2 <= MAX_PAIRS:
+        i, j = np.triu_indices(n, 1)
+    else:  # random distinct pairs
+        i = rng.integers(0, n, MAX_PAIRS)
+        j = (i + rng.integers(1, n, MAX_PAIRS)) % n
+    dx = x[i] - x[j]
+    ok = np.abs(dx) > 1e-9 * np.maximum(x[i], x[j])  # same predicted depth: no slope
+    if not ok.any():
+        return math.nan, math.nan
+    a = (y[i[ok]] - y[j[ok]]) / dx[ok]
+    b = y[i[ok]] - a * x[i[ok]]
+    k = np.linspace(0, n - 1, min(n, SCORE_POINTS)).astype(np.int64)
+    cost = np.median(np.abs(_log_residuals(x[None, k], y[None, k], a[:, None], b[:, None])), axis=1)
+    best = int(np.argmin(cost))
+    return float(a[best]), float(b[best])
+
+
+def _log_residuals(x: np.ndarray, y: np.ndarray, a: Any, b: Any) -> np.ndarray:
+    """log(z / z_fit) = log(y_fit / y); +inf where the line gives no positive inverse depth."""
+    fit = a * x + b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(fit > 0, np.log(np.where(fit > 0, fit, 1.0) / y), np.inf)
+
+
+def _weighted_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least squares of the relative residual (a x + b - y) / y: rows (x/y, 1/y) . (a, b) = 1."""
+    design = np.stack([x / y, 1.0 / y], axis=1)
+    (a, b), *_ = np.linalg.lstsq(design, np.ones(len(x)), rcond=None)
+    return float(a), float(b)
+
+
+def _affine_inverse(depth: np.ndarray, scale: float, shift: float) -> np.ndarray:
+    """Map d to z = 1 / (1 / (scale d) + shift), computed as scale d / (1 + shift scale d)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return scale * depth / (1.0 + shift * scale * depth)
+
+
+def _refusal(fit: PointFit, d: np.ndarray, inliers: np.ndarray, depth: np.ndarray, min_share: float,
+             scale_range: tuple[float, float]) -> str | None:
+    """Why the fit must not be applied, or None when every guard passes (`d`: usable points' prediction)."""
+    share = fit.inliers / len(d)
+    if share < min_share:
+        return f"inconsistent points (inlier share {share:.2f} < {min_share:g})"
+    if fit.mode == "scale_shift":
+        spread = float(d[inliers].max() / d[inliers].min())
+        if spread < MIN_DEPTH_SPREAD:
+            return f"inliers span too little depth for scale_shift (max/min {spread:.3g} < {MIN_DEPTH_SPREAD:g})"
+        if not (math.isfinite(fit.scale) and fit.scale > 0):
+            return "fit out of range (inverse-depth slope <= 0: the fit would reverse the depth order)"
+    low, high = _factor_range(fit, depth)
+    if not (scale_range[0] <= low and high <= scale_range[1]):
+        text = f"scale {fit.scale:.3g}" if fit.mode != "scale_shift" else f"depth factor {low:.3g}..{high:.3g}"
+        return f"fit out of range ({text} outside {scale_range[0]:g}..{scale_range[1]:g})"
+    return None
+
+
+def _factor_range(fit: PointFit, depth: np.ndarray) -> tuple[float, float]:
+    """Smallest and largest z_fit / d over the valid pixels (the factor is monotonic in d)."""
+    if fit.mode != "scale_shift":
+        return fit.scale, fit.scale
+    valid = depth[np.isfinite(depth) & (depth > 0)].astype(np.float64)
+    if not len(valid):
+        return fit.scale, fit.scale
+    ends = np.array([valid.min(), valid.max()])
+    factor = 1.0 / (1.0 + fit.shift * fit.scale * ends)  # z_fit / d = 1 / (1 + shift scale d)
+    if not np.all(factor > 0):
+        return -math.inf, math.inf
+    return float(factor.min() * fit.scale), float(factor.max() * fit.scale)

@@ -1,0 +1,95 @@
+"""bench/eval_sets.py: scores, pooling and the acceptance checks on synthetic numbers; one small real-data run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import sys
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import eval_sets  # noqa: E402, I100 (needs the sys.path insert above)
+from eval_sets import label, MEDIAN  # noqa: E402
+
+
+def test_the_truth_scores_perfectly_and_median_scaling_removes_only_the_scale():
+    gt = np.linspace(0.5, 4.0, 48, dtype=np.float32).reshape(6, 8)
+    gt[0, 0] = 0  # invalid: not scored
+    exact = eval_sets.frame_scores(gt.copy(), gt, 10.0)
+    assert exact["rmse"] == 0 and exact["abs_rel"] == 0 and exact["delta1"] == 1 and exact["ms_delta1"] == 1
+    doubled = eval_sets.frame_scores(2 * gt, gt, 10.0)  # right structure, wrong scale
+    assert doubled["delta1"] == 0 and doubled["ms_delta1"] == 1 and doubled["ms_abs_rel"] < 1e-6
+
+
+def _frame(rmse: float, d1: float) -> dict:
+    return {"rmse": rmse, "abs_rel": rmse / 4, "delta1": d1, "ms_abs_rel": rmse / 5, "ms_delta1": d1}
+
+
+def _records(new: float, other: float) -> dict:
+    """Two unseen sets of 1 and 3 frames; the new model's error `new`, the baselines' `other`."""
+    methods = {"new": new, MEDIAN: other}
+    for kind in ("exact", "noisy"):
+        methods[label("new primed", 50, kind)] = new
+        methods[label("interpolation", 50, kind)] = other
+    return {name: {m: [_frame(err * scale, 1 - err) for _ in range(frames)] for m, err in methods.items()}
+            for name, frames, scale in (("a", 1, 1.0), ("b", 3, 2.0))}
+
+
+def _sets() -> list:
+    return [eval_sets.EvalSet("unseen", name, name, None, 10.0, [0]) for name in ("a", "b")]
+
+
+def test_pools_weigh_frames_and_the_pass_column_follows_the_numbers():
+    summaries = eval_sets.summarise_all(_records(0.1, 0.4), _sets())
+    pooled = summaries["unseen pooled"]
+    assert pooled["new"]["frames"] == 4
+    assert np.isclose(pooled["new"]["rmse"], (0.1 + 3 * 0.2) / 4)  # frames weigh the same, not sets
+    checks = eval_sets.acceptance(pooled, [20, 50])
+    assert len(checks) == 2 + 2 * 2  # vs the median; 50 points exact and noisy x RMSE and delta1 (no 200 run)
+    assert all(c["pass"] for c in checks)
+    assert "**Acceptance: PASS** (6 of 6" in "\n".join(eval_sets.acceptance_table(checks))
+
+    flipped = eval_sets.acceptance(eval_sets.summarise_all(_records(0.4, 0.1), _sets())["unseen pooled"], [50])
+    assert not any(c["pass"] for c in flipped)
+    assert "**Acceptance: FAIL** (0 of 6" in "\n".join(eval_sets.acceptance_table(flipped))
+
+
+def test_frames_are_spread_evenly_and_deterministically():
+    assert eval_sets.spread(100, 5) == [0, 25, 50, 74, 99]
+    assert eval_sets.spread(3, 20) == [0, 1, 2]
+    assert eval_sets.set_name("../data/rs_d435_office/manifest.csv[198:248]") == "rs_d435_office[198:248]"
+    assert eval_sets.set_name("/data/rs_tabletop") == "rs_tabletop"
+
+
+def test_a_small_run_on_real_data_writes_every_output(shared_data, tiny_checkpoint, tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text("\n".join([
+        "preset: tiny", "data:", "  kind: manifest",
+        f"  train: ['{shared_data}/rs_home_floor/manifest.csv[0:1]']",
+        f"  val: ['{shared_data}/rs_tabletop/manifest.csv[0:2]']",
+        f"  unseen: ['{shared_data}/rs_home_floor/manifest.csv[0:3]',",
+        f"           '{shared_data}/hololens_office_dvmvs/manifest.csv']",
+    ]) + "\n")
+    out = tmp_path / "out"
+    checks = eval_sets.main(["--checkpoint", str(tiny_checkpoint), "--baseline-checkpoint", str(tiny_checkpoint),
+                             "--config", str(config), "--out", str(out), "--frames-per-set", "1", "--points", "50",
+                             "--fits", "scale", "--input-size", "60", "80",  # a small network input: fast
+                             "--extra-sets", str(shared_data / "middlebury_motorcycle_skimage")])
+    results = json.loads((out / "results.json").read_text())
+    assert [s["name"] for s in results["sets"]] == ["rs_tabletop[0:2]", "rs_home_floor[0:3]", "hololens_office_dvmvs",
+                                                    "middlebury_motorcycle_skimage"]
+    assert results["sets"][2]["frames"] == [0]
+    pooled = results["summary"]["unseen pooled"]
+    assert {row["frames"] for row in pooled.values()} == {2}  # every method on the same frames
+    # the same points for every method: the old model (here the same checkpoint) scores as the new one
+    for kind in ("exact", "noisy"):
+        assert pooled[label("old primed", 50, kind)] == pooled[label("new primed", 50, kind)]
+        assert pooled[label("new + scale fit", 50, kind)]["points"] == 50
+    assert MEDIAN in results["summary"]["other pooled"]
+    assert results["acceptance"] == checks and len(checks) == 2 + 2 * 2
+    text = (out / "results.md").read_text()
+    assert "### Unseen sets" in text and "### Acceptance, unseen pooled" in text and "| unseen pooled | 2 |" in text
+    for name in ("per_set_bars.png", "rmse_vs_points.png", "panels.png"):
+        assert 0 < (out / name).stat().st_size < 200_000, name
