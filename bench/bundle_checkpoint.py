@@ -1,6 +1,7 @@
 """Re-save a training checkpoint as the bundled inference checkpoint (fp16 weights, no optimiser).
 
-Usage: python bench/bundle_checkpoint.py runs/indoor/best.pt fusanet_core/weights/fusanet_small_indoor.pt
+Usage: python bench/bundle_checkpoint.py runs/all/best.pt fusanet_core/weights/NAME.pt
+(bench/calibrate_confidence.py does the same and adds the confidence calibration.)
 """
 
 import sys

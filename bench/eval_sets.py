@@ -57,7 +57,7 @@ from fusanet_core.datasets.transforms import Frame
 from fusanet_core.image_io import read_rgb
 from fusanet_core.metrics import compute_metrics, valid_mask
 from fusanet_core.point_fit import fit_to_points
-from fusanet_core.predictor import default_checkpoint
+from fusanet_core.predictor import FIRST_CHECKPOINT
 
 POINT_KINDS = {"exact": (0.0, 0.0), "noisy": (0.03, 0.05)}  # (relative noise sigma, outlier share)
 FITS = ("scale", "scale_local", "scale_shift")
@@ -508,7 +508,7 @@ def progress(es: EvalSet, records: dict, counts: list[int], seconds: float) -> s
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="the new checkpoint")
-    parser.add_argument("--baseline-checkpoint", default=None, help="the old one (default: the bundled one)")
+    parser.add_argument("--baseline-checkpoint", default=None, help="the old one (default: the first bundled model)")
     parser.add_argument("--config", required=True, help="training config: data.val, data.unseen, data.train")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--frames-per-set", type=int, default=20)
@@ -537,7 +537,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not sets:
         raise SystemExit(f"{args.config} lists no data.val or data.unseen entry (and no --extra-sets given)")
     choose_panels(sets)
-    baseline = args.baseline_checkpoint or default_checkpoint()
+    baseline = args.baseline_checkpoint or FIRST_CHECKPOINT
     models = {"new": Predictor.from_checkpoint(args.checkpoint, "cpu", input_size=args.input_size),
               "old": Predictor.from_checkpoint(baseline, "cpu", input_size=args.input_size)}
     constant = train_median(cfg, base_dir)

@@ -315,6 +315,9 @@ _V2 = {
     "point_tie_break": "spatial",
 }
 _LITE0 = {"backbone": "efficientnet_lite0"}
+# The `small` widths, shared by `small`, `lite` and `lite_fast`.
+_SMALL_WIDTHS = {"stem_channels": 16, "block_channels": (24, 32, 48, 64, 96), "decoder_channels": (16, 24, 32, 48, 64),
+                 "saliency_channels": 8}
 PRESETS: dict[str, dict[str, Any]] = {
     # From scratch, the paper's reference: 8.09 M parameters, 9.2 GMAC at 228x304 (BENCHMARKS.md).
     "paper": {
@@ -337,10 +340,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "lite": {
         **_V2,
         **_LITE0,
-        "stem_channels": 16,
-        "block_channels": (24, 32, 48, 64, 96),
-        "decoder_channels": (16, 24, 32, 48, 64),
-        "saliency_channels": 8,
+        **_SMALL_WIDTHS,
     },
     # `lite` with the fast preset's full-resolution cuts (stem and block 0 at 1/2, Saliency-Net at
     # 1/4): the bundled model's network (issue 11), ~0.7x lite's time at 120x160.
@@ -349,20 +349,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         **_LITE0,
         "stem_stride": 2,
         "saliency_scale": 4,
-        "stem_channels": 16,
-        "block_channels": (24, 32, 48, 64, 96),
-        "decoder_channels": (16, 24, 32, 48, 64),
-        "saliency_channels": 8,
+        **_SMALL_WIDTHS,
     },
     # The plain U-Net baseline (model/unet.py): Lite0 encoder, random init or ImageNet.
     "unet": {"arch": "unet", "use_saliency": False, "use_confidence": False, "backbone_pretrained": False},
     "unet_pretrained": {"arch": "unet", "use_saliency": False, "use_confidence": False, "backbone_pretrained": True},
     "small": {
         **_V2,
-        "stem_channels": 16,
-        "block_channels": (24, 32, 48, 64, 96),
-        "decoder_channels": (16, 24, 32, 48, 64),
-        "saliency_channels": 8,
+        **_SMALL_WIDTHS,
     },
     # CPU real time (docs/architecture.md "Fast preset"): nothing at full resolution (stem and
     # Fusion-Block 0 at 1/2), the Saliency-Net at 1/4, narrow fine levels; every component kept.

@@ -22,8 +22,8 @@ from .points import PointBatch
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-# Issue 11's model; the first one (fusanet_small_indoor.pt) stays loadable.
-DEFAULT_CHECKPOINT = WEIGHTS_DIR / "fusanet_lite_fast_indoor.pt"
+DEFAULT_CHECKPOINT = WEIGHTS_DIR / "fusanet_lite_fast_indoor.pt"  # issue 11's model
+FIRST_CHECKPOINT = WEIGHTS_DIR / "fusanet_small_indoor.pt"  # the v1 model it replaced: loadable, the eval baseline
 
 
 def default_checkpoint() -> Path:

@@ -145,9 +145,9 @@ def test_bundled_checkpoint_loads_as_the_v1_network(sample_frame):
     import numpy as np
 
     from fusanet_core.checkpoint import load_model
+    from fusanet_core.predictor import FIRST_CHECKPOINT
 
-    model, cfg = load_model(
-        Path(__file__).resolve().parents[1] / "fusanet_core" / "weights" / "fusanet_small_indoor.pt")
+    model, cfg = load_model(FIRST_CHECKPOINT)
     m = cfg.model
     assert (m.arch, m.backbone, m.saliency_activation, m.ceil_strides, m.shared_confidence, m.reuse_image_features,
             m.depth_head, m.point_tie_break) == ("fusanet", "none", "relu", False, False, False, "sigmoid", "memory")

@@ -15,10 +15,9 @@ import torch
 from fusanet_core.checkpoint import load_model
 from fusanet_core.model.saliency_net import select_salient_points, spatial_priority
 from fusanet_core.model_health import FlatSaliencyMonitor, point_coverage
-from fusanet_core.predictor import Predictor
+from fusanet_core.predictor import FIRST_CHECKPOINT, Predictor
 
 ASSET = Path(__file__).resolve().parent / "assets" / "tiny_saliency_300.pt"
-V1_CHECKPOINT = Path(__file__).resolve().parents[1] / "fusanet_core" / "weights" / "fusanet_small_indoor.pt"
 
 
 def _image(rgb: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
@@ -74,7 +73,7 @@ def test_v1_checkpoint_keeps_the_point_selection_it_was_trained_with(sample_fram
     # unchanged. Its pass 2 was trained with all 200 points on rows 0-1 (the memory-order
     # tie-break of a flat map); spread points there give blob artefacts in its depth
     # (docs/architecture.md), so v1 configs keep `point_tie_break: memory`.
-    pred = Predictor.from_checkpoint(V1_CHECKPOINT, device="cpu")
+    pred = Predictor.from_checkpoint(FIRST_CHECKPOINT, device="cpu")
     assert pred.cfg.model.saliency_activation == "relu" and pred.cfg.model.point_tie_break == "memory"
     out = pred.predict(sample_frame["rgb"])
     scores, uv = out["salient_scores"], out["salient_points"]
