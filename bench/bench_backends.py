@@ -3,8 +3,9 @@
 Usage: python bench/bench_backends.py [--checkpoint PT] [--threads 1] [--repeats 30] [--json out.json]
 
 For the checkpoint's own input size and for 240x320: the full `Predictor.predict` (resize,
-network, un-resize) on the bundled TUM frame, without points and with 100 known points,
-variants interleaved round-robin so that machine noise hits them alike; medians. The ONNX graphs
+network, un-resize) on the bundled TUM frame, without points and with 100 known points (primed,
+and the node's default: RGB-only network + scale_local fit), variants interleaved round-robin so
+that machine noise hits them alike; medians. The ONNX graphs
 go to a temporary cache (exported once per size, not timed). Compare ratios within one run.
 """
 
@@ -22,6 +23,11 @@ import tempfile
 import time
 
 ROOT = Path(__file__).resolve().parents[1]
+# (label, with points, scale_from_points, prime_with_points): RGB only; 100 points fed to the
+# network (the paper's priming, no fit); 100 points the depth node's default way (RGB-only network
+# + scale_local fit through them, with the calibrated confidence that knows them).
+CONDITIONS = (("no points", False, "none", True), ("100 points primed", True, "none", True),
+              ("100 points, node default (RGB only + scale_local)", True, "scale_local", False))
 sys.path.insert(0, str(ROOT))
 
 
@@ -81,7 +87,10 @@ def main() -> None:
             ort.onnx_sessions()
             export_s = time.perf_counter() - start
             variants = {"torch eager": eager, "torch channels_last": chl, "onnxruntime": ort}
-            for label, pts in (("no points", None), ("100 points", points)):
+            for label, with_points, fit, prime in CONDITIONS:
+                pts = points if with_points else None
+                for p in variants.values():
+                    p.set_point_fit(fit, 8, prime)
                 times = {name: [] for name in variants}
                 for p in variants.values():  # warm-up
                     p.predict(rgb, k, pts)

@@ -1,23 +1,28 @@
-"""Calibrate a checkpoint's confidence: raw confidence -> P(relative error < bound), checked on unseen sets.
+"""Calibrate a checkpoint's confidence: P(relative error < bound) from the raw confidence and the known points.
 
-Runs the Predictor RGB only (manifest intrinsics passed) on up to --frames-per-set frames spread
-evenly over every validation block of the config (`data.val`), fits `fusanet_core.confidence`'s
-monotone map on --pixels-per-frame seeded random valid ground-truth pixels per frame (full
-ground-truth resolution, caps 1e-3..10 m), and writes a copy of the checkpoint (fp16, its
-training info kept, as bench/bundle_checkpoint.py does) with the map in `inference.confidence_*`.
-The unseen sets (`data.unseen`, never trained on) are scored the same way but never fitted on:
-they show whether the probability holds on other rooms and sensors.
+Runs the Predictor as the depth node does by default (manifest intrinsics passed; RGB-only
+network, `scale_local` fit) on up to --frames-per-set frames spread evenly over every validation
+block of the config (`data.val`), once without points and once per --points count (SIFT
+keypoints with 3 % noise and 5 % outliers, bench/eval_sets.py's "noisy" points). On
+--pixels-per-frame seeded random valid ground-truth pixels per frame and condition (full
+ground-truth resolution, caps 1e-3..10 m) it fits `fusanet_core.confidence`'s score (logistic
+regression on the raw confidence and the distance to the fit's points) and the monotone map of
+that score, and writes a copy of the checkpoint (fp16, its training info kept, as
+bench/bundle_checkpoint.py does) with both in `inference.confidence_*`. The unseen sets
+(`data.unseen`, never trained on) are scored the same way but never fitted on: they show whether
+the probability holds on other rooms and sensors.
 
 Prints Markdown: per confidence bin (raw: the validation pixels' quantile bins; calibrated:
-tenths of [0, 1]), for validation and unseen, the share of pixels, their mean confidence and the
-observed share within the bound; per set the mean calibrated confidence against the observed
-share; what a threshold keeps. The plot (--plot): observed share within the bound against
-calibrated confidence, with the diagonal; and the median relative error per raw-confidence bin.
+tenths of [0, 1]), for validation and unseen, without and with points, the share of pixels,
+their mean confidence and the observed share within the bound; per set the mean calibrated
+confidence against the observed share; what a threshold keeps. The plot (--plot): observed share
+within the bound against calibrated confidence, with the diagonal, per group and condition; and
+the median relative error per raw-confidence bin.
 
 Usage:
     python bench/calibrate_confidence.py --checkpoint runs/all/best.pt --config config/train_all.yaml \
         --out fusanet_core/weights/NEW.pt --plot docs/img/confidence_reliability.png \
-        [--frames-per-set 30] [--bound 0.1]
+        [--frames-per-set 30] [--bound 0.1] [--points 50 200]
 """
 
 from __future__ import annotations
@@ -29,48 +34,64 @@ import time
 import zlib
 
 from bundle_checkpoint import trained_info
-from eval_sets import collect_sets, EvalSet, MIN_DEPTH, pyplot, save_small
+from eval_sets import collect_sets, EvalSet, frame_points, MIN_DEPTH, pyplot, save_small
 import numpy as np
 import torch
 
 from fusanet_core import load_config, Predictor
 from fusanet_core.checkpoint import load_model, read_checkpoint, save_checkpoint
-from fusanet_core.confidence import Calibration, fit_calibration, kept_by_threshold, quantile_edges, reliability
+from fusanet_core.confidence import (Calibration, FEATURES, fit_calibration, kept_by_threshold, quantile_edges,
+                                     reliability, score_features)
 from fusanet_core.metrics import valid_mask
+from fusanet_core.point_fit import fit_to_points
 
 GROUPS = ("val", "unseen")  # fitted on; checked only
 TABLE_BINS = 10
 
 
-def sample_set(es: EvalSet, predictor: Predictor, pixels: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Return (raw confidence, relative error) at seeded random valid pixels of the set's frames; frames used."""
-    confs, errors, used = [], [], 0
+NO_POINTS = "no points"
+FIT = "scale_local"  # the depth node's default fit (with prime_with_points false)
+
+
+def sample_set(es: EvalSet, predictor: Predictor, pixels: int, seed: int, counts: list[int]) -> tuple[dict, int]:
+    """Return ({condition: (raw confidence, score features, relative error)}, frames used) at seeded valid pixels.
+
+    Conditions: NO_POINTS and "K points" per count; the same pixels in every condition.
+    """
+    found: dict[str, list[tuple]] = {}
+    used = 0
     for index in es.indices:
         frame = es.source.load(index)
-        valid = np.flatnonzero(valid_mask(frame.depth.astype(np.float64), min_depth=MIN_DEPTH, max_depth=es.cap))
+        valid_map = valid_mask(frame.depth.astype(np.float64), min_depth=MIN_DEPTH, max_depth=es.cap)
+        valid = np.flatnonzero(valid_map)
         if not valid.size:
             es.skipped += 1
             continue
         # one seed per set and frame: the same pixels whatever else the run scores
-        rng = np.random.default_rng([seed, zlib.crc32(es.name.encode()), index])
-        pick = rng.choice(valid, min(pixels, valid.size), replace=False)
-        result = predictor.predict(frame.rgb, frame.intrinsics)
+        key = [seed, zlib.crc32(es.name.encode()), index]
+        pick = np.random.default_rng(key).choice(valid, min(pixels, valid.size), replace=False)
         gt = frame.depth.ravel()[pick].astype(np.float64)
-        confs.append(result["confidence"].ravel()[pick])
-        errors.append(np.abs(result["depth"].ravel()[pick] - gt) / gt)
+        points = frame_points(frame, valid_map, counts, key)
+        result = predictor.predict(frame.rgb, frame.intrinsics)  # RGB only: the node's default network run
+        raw = result["confidence"]
+        for condition, pts in [(NO_POINTS, None), *((f"{c} points", points[(c, "noisy")]) for c in counts)]:
+            # the Predictor's scale_local fit, done here to see its anchors (predictor.py _fit_points)
+            fit = fit_to_points(result["depth"], pts, FIT if pts is not None else "none")
+            anchors = np.array(fit.anchors)[:, :2] if fit.applied and fit.anchors else None
+            features = score_features(raw, anchors).reshape(-1, 1 + len(FEATURES))[pick]
+            depth = fit.apply(result["depth"]).ravel()[pick]
+            found.setdefault(condition, []).append((raw.ravel()[pick], features, np.abs(depth - gt) / gt))
         used += 1
-    if not used:
-        return np.zeros(0), np.zeros(0), 0
-    return np.concatenate(confs), np.concatenate(errors), used
+    return {c: tuple(np.concatenate(parts) for parts in zip(*rows)) for c, rows in found.items()}, used
 
 
-def pooled(per_set: list[tuple[EvalSet, int, np.ndarray, np.ndarray]],
-           group: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Return (confidence, relative error) of all sets of a group together; None if it has none."""
-    chosen = [(conf, rel) for es, _, conf, rel in per_set if es.group == group]
+def pooled(per_set: list[tuple[EvalSet, int, dict]], group: str, conditions: list[str] | None = None) -> tuple | None:
+    """Return (raw, features, relative error) of a group's sets (and conditions, default all); None if empty."""
+    chosen = [parts for es, _, samples in per_set if es.group == group
+              for condition, parts in samples.items() if conditions is None or condition in conditions]
     if not chosen:
         return None
-    return np.concatenate([c for c, _ in chosen]), np.concatenate([r for _, r in chosen])
+    return tuple(np.concatenate(column) for column in zip(*chosen))
 
 
 def bin_table(title: str, samples: dict[str, tuple], edges: np.ndarray, bound: float) -> list[str]:
@@ -106,13 +127,15 @@ def threshold_lines(samples: dict[str, dict[str, tuple]], bound: float, threshol
     return lines
 
 
-def set_table(per_set: list[tuple[EvalSet, int, np.ndarray, np.ndarray]], calibration: Calibration) -> list[str]:
-    """Markdown table: per set, the mean calibrated confidence against the observed share within the bound."""
-    lines = ["| set | group | frames | pixels | mean calibrated conf | observed rel err < "
-             f"{calibration.bound:g} | median rel err |", "|---|---|---|---|---|---|---|"]
-    for es, frames, conf, rel in per_set:
-        lines.append(f"| {es.name} | {es.group} | {frames} | {conf.size} | {calibration.apply(conf).mean():.3f} | "
-                     f"{100 * np.mean(rel < calibration.bound):.1f} % | {np.median(rel):.3f} |")
+def set_table(per_set: list[tuple[EvalSet, int, dict]], calibration: Calibration) -> list[str]:
+    """Markdown table: per set and condition, the mean calibrated confidence against the observed share within."""
+    lines = ["| set | group | points | frames | pixels | mean calibrated conf | observed rel err < "
+             f"{calibration.bound:g} | median rel err |", "|---|---|---|---|---|---|---|---|"]
+    for es, frames, samples in per_set:
+        for condition, (_, features, rel) in samples.items():
+            lines.append(f"| {es.name} | {es.group} | {condition} | {frames} | {rel.size} | "
+                         f"{calibration.apply_features(features).mean():.3f} | "
+                         f"{100 * np.mean(rel < calibration.bound):.1f} % | {np.median(rel):.3f} |")
     return lines
 
 
@@ -160,6 +183,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pixels-per-frame", type=int, default=20000)
     parser.add_argument("--bound", type=float, default=0.1, help="relative error bound of the probability")
     parser.add_argument("--bins", type=int, default=20, help="quantile bins (knots) of the fit")
+    parser.add_argument("--points", type=int, nargs="*", default=[50, 200],
+                        help="known-point counts to calibrate with besides none (noisy SIFT points, scale_local)")
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.5], help="thresholds to report")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
@@ -182,16 +207,21 @@ def main(argv: list[str] | None = None) -> Calibration:
     predictor = Predictor(model, raw_cfg, "cpu")
     per_set = []
     for es in sets:
-        conf, rel, frames = sample_set(es, predictor, args.pixels_per_frame, args.seed)
-        print(f"{es.group:6} {es.name}: {frames} frames, {conf.size} pixels", flush=True)
+        samples, frames = sample_set(es, predictor, args.pixels_per_frame, args.seed, args.points)
+        print(f"{es.group:6} {es.name}: {frames} frames, {sum(r.size for _, _, r in samples.values())} pixels",
+              flush=True)
         if frames:
-            per_set.append((es, frames, conf, rel))
-    raw = {g: found for g in GROUPS if (found := pooled(per_set, g)) is not None}
-    if "val" not in raw:
+            per_set.append((es, frames, samples))
+    fit_on = pooled(per_set, "val")
+    if fit_on is None:
         raise SystemExit(f"{args.config}: no data.val frame with valid ground truth to fit on")
-    calibration = fit_calibration(*raw["val"], args.bound, args.bins)
+    calibration = fit_calibration(fit_on[0], fit_on[2], args.bound, args.bins, features=fit_on[1])
     path = write_checkpoint(args.checkpoint, args.out, calibration)
-    samples = {"raw": raw, "calibrated": {g: (calibration.apply(c), r) for g, (c, r) in raw.items()}}
+    conditions = [NO_POINTS, *(f"{c} points" for c in args.points)]
+    raw = {g: (found[0], found[2]) for g in GROUPS if (found := pooled(per_set, g, [NO_POINTS])) is not None}
+    calibrated = {f"{g}, {c}": (calibration.apply_features(found[1]), found[2]) for g in GROUPS for c in conditions
+                  if (found := pooled(per_set, g, [c])) is not None}
+    samples = {"raw": raw, "calibrated": calibrated}
     raw_edges = quantile_edges(raw["val"][0], TABLE_BINS)
     print("\n".join(report(args, calibration, samples, raw_edges, per_set)), flush=True)
     if args.plot:
@@ -206,11 +236,13 @@ def report(args: argparse.Namespace, calibration: Calibration, samples: dict, ra
     """Return the Markdown report: the setup, the knots, the bin tables, the per-set table and the thresholds."""
     bound = args.bound
     knots = ", ".join(f"{r:.4f}->{c:.3f}" for r, c in zip(calibration.raw, calibration.calibrated))
+    weights = ", ".join(f"{name} {w:+.3f}" for name, w in zip(("constant", *FEATURES), calibration.weights))
     return [
-        "", f"Checkpoint `{args.checkpoint}`, config `{args.config}`; RGB only, up to {args.frames_per_set} frames "
+        "", f"Checkpoint `{args.checkpoint}`, config `{args.config}`; RGB-only network, without points and with "
+        f"{', '.join(map(str, args.points))} noisy SIFT points + {FIT} fit; up to {args.frames_per_set} frames "
         f"per set spread evenly, {args.pixels_per_frame} random valid pixels per frame (seed {args.seed}); "
         f"confidence = P(|d - gt| / gt < {bound:g}), fitted on the validation blocks.", "",
-        f"Knots (raw -> calibrated): {knots}", "",
+        f"Score weights: {weights}", "", f"Knots (score -> calibrated): {knots}", "",
         *bin_table("Raw confidence (validation quantile bins)", samples["raw"], raw_edges, bound), "",
         *bin_table("Calibrated confidence", samples["calibrated"], np.linspace(0, 1, TABLE_BINS + 1), bound), "",
         *set_table(per_set, calibration), "",

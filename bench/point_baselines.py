@@ -4,19 +4,17 @@
 of the image (textured places, not a uniform grid), with the ground-truth depth there, optionally
 with relative depth noise and outliers. `interpolate_points` is the no-network baseline: plain
 linear interpolation of the points (Delaunay, inside their convex hull), the nearest point's
-depth outside it. numpy, OpenCV and matplotlib.tri only (no scipy).
+depth outside it. The interpolation itself is `fusanet_core.scattered` (also half of the `scale_local` fit).
 
 Used by bench/eval_sets.py together with fusanet_core/point_fit.py.
 """
 
 from __future__ import annotations
 
-import matplotlib.tri as mtri
 import numpy as np
 
+from fusanet_core import scattered
 from fusanet_core.points import sift_guiding_points
-
-NEAREST_CHUNK = 1 << 22  # pixel x point distances per chunk of the nearest-point search (32 MB float64)
 
 
 def keypoint_points(rgb: np.ndarray, depth: np.ndarray, n: int, rng: np.random.Generator, noise: float = 0.0,
@@ -85,52 +83,7 @@ def interpolate_points(points: np.ndarray, height: int, width: int) -> np.ndarra
     nearest everywhere; no valid point: NaN everywhere. Non-finite or non-positive points are
     dropped.
     """
-    pts = _unique_points(points)
-    if len(pts) == 0:
-        return np.full((height, width), np.nan, np.float32)
-    if len(pts) < 3:
-        return np.full((height, width), np.median(pts[:, 2]), np.float32)
-    rows, cols = np.mgrid[0:height, 0:width]
-    out = _linear(pts, cols.ravel().astype(np.float64), rows.ravel().astype(np.float64))
-    outside = ~np.isfinite(out)
-    if outside.any():
-        out[outside] = _nearest(pts, cols.ravel()[outside], rows.ravel()[outside])
-    return out.reshape(height, width).astype(np.float32)
-
-
-def _unique_points(points: np.ndarray) -> np.ndarray:
-    """Keep the valid points, one per (u, v) position (the mean depth of duplicates)."""
     pts = np.asarray(points, np.float64).reshape(-1, 3)
     pts = pts[np.all(np.isfinite(pts), axis=1) & (pts[:, 2] > 0)]
-    if len(pts) == 0:
-        return pts
-    uv, inverse = np.unique(pts[:, :2], axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    z = np.bincount(inverse, weights=pts[:, 2]) / np.bincount(inverse)
-    return np.column_stack([uv, z])
-
-
-def _linear(pts: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Linear interpolation on the Delaunay triangulation; NaN outside the hull (or without triangles)."""
-    try:
-        tri = mtri.Triangulation(pts[:, 0], pts[:, 1])
-    except (RuntimeError, ValueError):  # collinear points: qhull finds no triangle
-        return np.full(len(u), np.nan)
-    values = mtri.LinearTriInterpolator(tri, pts[:, 2])(u, v)
-    return np.ma.filled(values.astype(np.float64), np.nan)
-
-
-def _nearest(pts: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Depth of the nearest point (Euclidean in pixels) for each (u, v), exact, in chunks.
-
-    argmin |q - p|^2 = argmin (|p|^2 - 2 q.p): one matrix product per chunk instead of the
-    differences of every pair.
-    """
-    out = np.empty(len(u))
-    uv = pts[:, :2]
-    norms = np.einsum("ij,ij->i", uv, uv)
-    step = max(1, NEAREST_CHUNK // len(pts))
-    for start in range(0, len(u), step):
-        query = np.stack([u[start:start + step], v[start:start + step]], axis=1).astype(np.float64)
-        out[start:start + step] = pts[np.argmin(norms[None, :] - 2.0 * query @ uv.T, axis=1), 2]
-    return out
+    rows, cols = np.mgrid[0:height, 0:width]
+    return scattered.interpolate(pts, cols, rows).astype(np.float32)

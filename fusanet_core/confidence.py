@@ -7,6 +7,14 @@ below `bound`", measured on calibration data: quantile bins of raw confidence, t
 pixels within the bound per bin, made non-decreasing by pool-adjacent-violators (isotonic
 regression), and linear interpolation between the bins' mean raw confidences.
 
+With `weights` the calibrated quantity is not the raw confidence alone but a score that also
+knows where the depth was fitted to known points (the `scale_local` fit's anchors): measured, the
+error grows with the distance to the nearest known point, while the raw confidence does not order
+it. score = w0 + w1 logit(raw) + w2 p + w3 p log(1 + dist / spacing), p = 1 where a scale_local
+fit was applied (0 otherwise), dist the pixel distance to the nearest anchor and spacing the
+anchors' mean spacing sqrt(H W / N). The weights are a logistic regression of "within the
+bound" on those features (`fit_score_weights`), the knots the monotone map of that score.
+
 The map lives in the checkpoint's config (`inference.confidence_*`), so the Predictor applies it
 to every backend; docs/architecture.md "Calibrated confidence".
 """
@@ -18,7 +26,11 @@ from dataclasses import dataclass
 import math
 from typing import Any
 
+import cv2
 import numpy as np
+
+FEATURES = ("raw_logit", "points", "points_log_distance")  # the score's inputs after the constant w0
+LOGIT_EPS = 1e-4  # raw confidence is clipped to [eps, 1 - eps] before the logit
 
 
 def check_knots(bound: float, raw: Sequence[float], calibrated: Sequence[float], prefix: str) -> None:
@@ -50,61 +62,140 @@ class Calibration:
     """
 
     bound: float
-    raw: tuple[float, ...]
+    raw: tuple[float, ...]  # knots of the score (the raw confidence itself without weights)
     calibrated: tuple[float, ...]
+    weights: tuple[float, ...] = ()  # () = the score is the raw confidence; else 1 + len(FEATURES) values
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "raw", tuple(float(v) for v in self.raw))
-        object.__setattr__(self, "calibrated", tuple(float(v) for v in self.calibrated))
+        for name in ("raw", "calibrated", "weights"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         check_knots(float(self.bound), self.raw, self.calibrated, "calibration.")
+        check_weights(self.weights, "calibration.")
         if self.bound <= 0:
             raise ValueError(f"calibration.bound must be > 0, got {self.bound}")
 
-    def apply(self, conf: np.ndarray) -> np.ndarray:
-        """Return the calibrated confidence of raw `conf` (any shape), float32 in [0, 1]."""
-        mapped = np.interp(np.asarray(conf, np.float64), self.raw, self.calibrated)
-        return np.clip(mapped, 0.0, 1.0).astype(np.float32)
+    def apply(self, conf: np.ndarray, anchors_uv: np.ndarray | None = None) -> np.ndarray:
+        """Return the calibrated confidence of raw `conf` (any shape; HxW with anchors), float32 in [0, 1].
+
+        `anchors_uv`: (N, 2) pixels of the known points a scale_local fit went through, or None.
+        """
+        if self.weights:
+            return self.apply_features(score_features(conf, anchors_uv))
+        return self._knots(np.asarray(conf, np.float64))
+
+    def apply_features(self, features: np.ndarray) -> np.ndarray:
+        """Calibrated confidence from `score_features` rows (..., 1 + len(FEATURES)) (weighted calibrations)."""
+        return self._knots(np.asarray(features, np.float64) @ np.asarray(self.weights))
+
+    def _knots(self, score: np.ndarray) -> np.ndarray:
+        return np.clip(np.interp(score, self.raw, self.calibrated), 0.0, 1.0).astype(np.float32)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"bound": float(self.bound), "raw": list(self.raw), "calibrated": list(self.calibrated)}
+        return {"bound": float(self.bound), "raw": list(self.raw), "calibrated": list(self.calibrated),
+                "weights": list(self.weights)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
-        return cls(float(data["bound"]), tuple(data["raw"]), tuple(data["calibrated"]))
+        return cls(float(data["bound"]), tuple(data["raw"]), tuple(data["calibrated"]), tuple(data.get("weights", ())))
 
     @classmethod
     def from_inference(cls, inference: Any) -> Calibration | None:
         """Return the calibration an `InferenceConfig` holds, or None (confidence_bound 0)."""
         if inference.confidence_bound <= 0:
             return None
-        return cls(inference.confidence_bound, inference.confidence_raw, inference.confidence_calibrated)
+        return cls(inference.confidence_bound, inference.confidence_raw, inference.confidence_calibrated,
+                   inference.confidence_weights)
 
     def to_inference(self, inference: Any) -> None:
         """Store this calibration in an `InferenceConfig` (in place)."""
         inference.confidence_bound = float(self.bound)
         inference.confidence_raw = self.raw
         inference.confidence_calibrated = self.calibrated
+        inference.confidence_weights = self.weights
         inference.__post_init__()
 
 
-def fit_calibration(raw: np.ndarray, rel_error: np.ndarray, bound: float = 0.1, bins: int = 20) -> Calibration:
-    """Fit the map raw confidence -> share of pixels with rel_error < bound.
+def check_weights(weights: Sequence[float], prefix: str) -> None:
+    """Refuse score weights of the wrong count or non-finite ones (`prefix` + "weights" names the key)."""
+    if weights and (len(weights) != 1 + len(FEATURES) or not all(math.isfinite(w) for w in weights)):
+        raise ValueError(f"{prefix}weights must be empty or {1 + len(FEATURES)} finite values (constant, "
+                         f"{', '.join(FEATURES)}), got {list(weights)}")
+
+
+def score_features(conf: np.ndarray, anchors_uv: np.ndarray | None) -> np.ndarray:
+    """Return (..., 1 + len(FEATURES)) float64: the constant 1 and FEATURES per pixel of `conf`.
+
+    Without anchors (no points, or no scale_local fit applied) the point features are 0.
+    """
+    conf = np.clip(np.asarray(conf, np.float64), LOGIT_EPS, 1.0 - LOGIT_EPS)
+    out = np.zeros(conf.shape + (1 + len(FEATURES),))
+    out[..., 0] = 1.0
+    out[..., 1] = np.log(conf / (1.0 - conf))
+    if anchors_uv is not None and len(anchors_uv) and conf.ndim == 2:
+        out[..., 2] = 1.0
+        out[..., 3] = np.log1p(anchor_distance(np.asarray(anchors_uv, np.float64), conf.shape))
+    return out
+
+
+def anchor_distance(anchors_uv: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Return the HxW distance to the nearest anchor pixel, in units of the anchors' mean spacing sqrt(H W / N)."""
+    h, w = shape
+    mask = np.ones((h, w), np.uint8)
+    cols = np.clip(np.rint(anchors_uv[:, 0]).astype(np.int64), 0, w - 1)
+    rows = np.clip(np.rint(anchors_uv[:, 1]).astype(np.int64), 0, h - 1)
+    mask[rows, cols] = 0
+    return cv2.distanceTransform(mask, cv2.DIST_L2, 3).astype(np.float64) / math.sqrt(h * w / len(anchors_uv))
+
+
+def fit_score_weights(features: np.ndarray, within: np.ndarray, ridge: float = 1e-3, steps: int = 25) -> np.ndarray:
+    """Logistic regression of `within` (bool per sample) on `features` (N, 1 + len(FEATURES)), by Newton steps.
+
+    A small ridge keeps a feature that is constant in the data (e.g. no frame with points) at 0.
+    """
+    x = np.asarray(features, np.float64)
+    y = np.asarray(within, np.float64)
+    w = np.zeros(x.shape[1])
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30, 30)))
+        grad = x.T @ (p - y) / len(y) + ridge * w
+        hess = (x * (p * (1 - p))[:, None]).T @ x / len(y) + ridge * np.eye(len(w))
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def fit_calibration(raw: np.ndarray, rel_error: np.ndarray, bound: float = 0.1, bins: int = 20,
+                    features: np.ndarray | None = None) -> Calibration:
+    """Fit the map raw confidence (or the score of `features`) -> share of pixels with rel_error < bound.
 
     Args:
         raw: raw confidence per pixel (any shape); pixels where it or rel_error is not finite are dropped.
         rel_error: |d - gt| / gt per pixel, the same size.
         bound: the relative error the calibrated value is the probability of staying below (> 0).
-        bins: quantile bins of raw confidence, one knot each (tied values share a bin, so a
-            constant raw confidence gives one knot).
+        bins: quantile bins of the score, one knot each (tied values share a bin, so a constant
+            raw confidence gives one knot).
+        features: optional (pixels, 1 + len(FEATURES)) `score_features` of the same pixels: the
+            score weights are fitted first (logistic regression), the knots then map their score.
 
     Raises:
         ValueError: sizes differ, bound <= 0, bins < 1, or no finite pixel is left.
     """
     if not (math.isfinite(bound) and bound > 0) or int(bins) < 1:
         raise ValueError(f"need bound > 0 and bins >= 1, got bound {bound}, bins {bins}")
+    weights: tuple[float, ...] = ()
+    if features is not None:
+        features = np.asarray(features, np.float64).reshape(-1, 1 + len(FEATURES))
+        if len(features) != np.size(raw):
+            raise ValueError(f"features need one row per pixel, got {len(features)} rows for {np.size(raw)} pixels")
+        keep = np.isfinite(np.asarray(raw, np.float64).ravel()) & np.isfinite(np.asarray(rel_error).ravel())
+        keep &= np.all(np.isfinite(features), axis=1)
+        weights = tuple(fit_score_weights(features[keep], np.asarray(rel_error).ravel()[keep] < bound))
+        raw = np.where(keep, features @ np.asarray(weights), np.nan)
     rows = [r for r in reliability(raw, rel_error, bound, int(bins)) if r["pixels"]]
     within = pool_adjacent_violators([r["within"] for r in rows], [r["pixels"] for r in rows])
-    return Calibration(bound, tuple(r["mean_confidence"] for r in rows), tuple(within))
+    return Calibration(bound, tuple(r["mean_confidence"] for r in rows), tuple(within), weights)
 
 
 def pool_adjacent_violators(values: Sequence[float], weights: Sequence[float]) -> list[float]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .confidence import check_knots
+from .confidence import check_knots, check_weights
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,9 @@ class InferenceConfig:
     confidence_bound: float = 0.0
     confidence_raw: tuple[float, ...] = ()
     confidence_calibrated: tuple[float, ...] = ()
+    # Weights of the score the knots map (confidence.py: raw confidence and distance to the known
+    # points); () = the knots map the raw confidence itself (the first calibrated checkpoints).
+    confidence_weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         self.input_size = tuple(int(v) for v in self.input_size)
@@ -152,7 +155,9 @@ class InferenceConfig:
             raise ValueError(f"inference.input_size must be [height, width] >= 32, got {self.input_size}")
         self.confidence_raw = tuple(float(v) for v in self.confidence_raw)
         self.confidence_calibrated = tuple(float(v) for v in self.confidence_calibrated)
+        self.confidence_weights = tuple(float(v) for v in self.confidence_weights)
         check_knots(self.confidence_bound, self.confidence_raw, self.confidence_calibrated, "inference.confidence_")
+        check_weights(self.confidence_weights, "inference.confidence_")
 
 
 @dataclass
@@ -267,6 +272,10 @@ class TrainConfig:
     max_steps: int = 0  # 0 = no limit
     max_bad_steps: int = 20  # consecutive non-finite losses before giving up
     out_dir: str = "runs/default"
+    # Start from the weights of this checkpoint (a run's best.pt or a bundled model: fine-tuning on
+    # your own data) with a fresh optimiser and schedule; "" = from scratch / ImageNet. Relative
+    # paths resolve against the config file's folder, then the working directory.
+    init_from: str = ""
     seed: int = 0
     amp: bool = True  # mixed precision on CUDA
     checkpoint_every_min: float = 10.0  # also write last.pt every N minutes (0 = off)

@@ -68,13 +68,19 @@ class Predictor:
     (`onnx_backend.py`: exported and cached on first use, the execution providers follow the
     device rule there), which takes up to `max_points` input points (more are thinned evenly).
 
-    `scale_from_points` ("none" | "scale" | "scale_shift", see `point_fit.py`) fits the output to
-    the input points after the network; with fewer than `scale_fit_min_points` usable points, or
-    inconsistent ones, the network's own scale is kept. Change both with `set_point_fit`.
+    `scale_from_points` ("none" | "scale" | "scale_local" | "scale_shift", see `point_fit.py`)
+    fits the output to the input points after the network; with fewer than
+    `scale_fit_min_points` usable points, or inconsistent ones, the network's own scale is kept.
+    `prime_with_points` False keeps the input points out of the network (RGB only) and uses them
+    for the fit alone: with the bundled model, RGB only + scale_local is the better depth
+    (BENCHMARKS.md "Issue 11"; primed, the network copies the points' depth at their pixels,
+    which hides its errors from the fit). Change all three with `set_point_fit`.
 
     Confidence: with a calibration in the config (`inference.confidence_bound` > 0, written by
     bench/calibrate_confidence.py) it is the probability that the pixel's depth is within
-    confidence_bound relative error (|d - gt| / gt), on the calibration data; without one, the
+    confidence_bound relative error (|d - gt| / gt), on the calibration data, given the raw
+    confidence and (calibrations with weights) the distance to the points an applied scale_local
+    fit went through (`confidence.py`); without one, the
     network's raw confidence (it orders pixels, its values mean nothing in themselves); all ones
     for a model without confidence predictor.
     """
@@ -82,10 +88,10 @@ class Predictor:
     def __init__(self, model: torch.nn.Module, cfg: Config, device: str | torch.device = "auto",
                  fp16: bool | None = None, backend: str = "torch", max_points: int | None = None,
                  checkpoint: str | Path | None = None, cache_dir: str | Path | None = None,
-                 scale_from_points: str = "none", scale_fit_min_points: int = 8):
+                 scale_from_points: str = "none", scale_fit_min_points: int = 8, prime_with_points: bool = True):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        self.set_point_fit(scale_from_points, scale_fit_min_points)
+        self.set_point_fit(scale_from_points, scale_fit_min_points, prime_with_points)
         self.backend = backend
         self.cfg = cfg
         self.calibration = Calibration.from_inference(cfg.inference)  # None: raw confidence
@@ -130,8 +136,8 @@ class Predictor:
         self._lock = threading.Lock()
         self._thinned_warned = False
 
-    def set_point_fit(self, mode: str, min_points: int = 8) -> None:
-        """Set the output fit to the input points: mode "none" | "scale" | "scale_shift", min_points >= 1.
+    def set_point_fit(self, mode: str, min_points: int = 8, prime: bool = True) -> None:
+        """Set the use of input points: the output fit (`mode`, `min_points` >= 1) and priming the network.
 
         Raises:
             ValueError: an unknown mode or min_points < 1 (the message names the value).
@@ -140,6 +146,7 @@ class Predictor:
             raise ValueError(f"scale_fit_min_points must be >= 1, got {min_points!r}")
         self.scale_from_points = check_mode(mode)
         self.scale_fit_min_points = int(min_points)
+        self.prime_with_points = bool(prime)
 
     def onnx_sessions(self) -> dict[int, Any]:
         """Return the onnxruntime sessions {max points: session}, exported or loaded now if not yet.
@@ -163,11 +170,12 @@ class Predictor:
         cache_dir: str | Path | None = None,
         scale_from_points: str = "none",
         scale_fit_min_points: int = 8,
+        prime_with_points: bool = True,
     ) -> Predictor:
         """Load a checkpoint (default: the bundled one).
 
         `input_size` overrides the network's (height, width); `backend`, `max_points`, `cache_dir`,
-        `scale_from_points`, `scale_fit_min_points`: see the class.
+        `scale_from_points`, `scale_fit_min_points`, `prime_with_points`: see the class.
         """
         if backend not in BACKENDS:  # before the slow load
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -175,7 +183,7 @@ class Predictor:
         path = path or default_checkpoint()
         model, cfg = load_model(path, "cpu")
         return cls(model, apply_input_size(cfg, input_size), device, fp16, backend, max_points, path, cache_dir,
-                   scale_from_points, scale_fit_min_points)
+                   scale_from_points, scale_fit_min_points, prime_with_points)
 
     @torch.inference_mode()
     def predict(self, rgb: np.ndarray, intrinsics: Any = None, points: np.ndarray | None = None) -> dict[str, Any]:
@@ -192,7 +200,7 @@ class Predictor:
             dict: "depth" HxW float32 metres, "confidence" HxW float32 in [0, 1] (see the class;
             "confidence_calibrated" says whether it is the calibrated probability), "salient_points"
             (M, 3) float32 (u, v, depth) in input pixels, "salient_scores" (M,), and
-            "points_used" (how many input points survived the checks), "point_fit" (the
+            "points_used" (how many input points survived the checks and were used), "point_fit" (the
             `PointFit.as_dict()` of scale_from_points; always there, applied False when no fit was
             applied). An applied fit has changed "depth" and the salient points' depths.
         """
@@ -205,10 +213,13 @@ class Predictor:
         if intrinsics is not None:
             k = scale_intrinsics(tuple(as_intrinsics(intrinsics)), sx, sy)
         kept = None if points is None else _check_points(points, h, w)
+        primer = kept if self.prime_with_points else None
         if self._graphs is not None:
-            depth, conf, salient, scores, used = self._forward_onnx(small, k, kept, sx, sy)
+            depth, conf, salient, scores, used = self._forward_onnx(small, k, primer, sx, sy)
         else:
-            depth, conf, salient, scores, used = self._forward_torch(small, k, kept, sx, sy)
+            depth, conf, salient, scores, used = self._forward_torch(small, k, primer, sx, sy)
+        if primer is None and kept is not None:  # not primed: the points serve the fit alone
+            used = len(kept)
         if conf is None:
             conf = np.ones_like(depth)
         result = {
@@ -217,11 +228,12 @@ class Predictor:
                                   0.0, 1.0).astype(np.float32),
             "points_used": used,
         }
-        if self.calibration is not None:  # after the clip, on both backends' output
-            result["confidence"] = self.calibration.apply(result["confidence"])
-        result["confidence_calibrated"] = self.calibration is not None
         result.update(_salient_to_input(salient, scores, 1 / sx, 1 / sy))
         fit = self._fit_points(result["depth"], kept)
+        if self.calibration is not None:  # after the clip, on both backends' output; knows the fit's points
+            anchors = np.array(fit.anchors)[:, :2] if fit.applied and fit.anchors else None
+            result["confidence"] = self.calibration.apply(result["confidence"], anchors)
+        result["confidence_calibrated"] = self.calibration is not None
         result["depth"] = fit.apply(result["depth"])
         result["salient_points"][:, 2] = fit.apply(result["salient_points"][:, 2])  # the same depth as the map
         result["point_fit"] = fit.as_dict()

@@ -39,6 +39,7 @@ from torch.utils.data import BatchSampler, DataLoader
 from .checkpoint import load_weights, read_checkpoint, remove_temp_files, save_checkpoint
 from .config import Config, TrainConfig
 from .datasets import build_dataset, collate, ConcatDataset, EpochSampler, RGBDDataset, split_repeat
+from .datasets.base import resolve_path
 from .device import resolve_device
 from .metrics import MetricAccumulator
 from .model import build_model
@@ -211,6 +212,8 @@ class Trainer:
         self.unseen_sets = [self._val_dataset(s, base_dir) for s in cfg.data.unseen]
         if resume is not None:
             self._load(resume)
+        elif cfg.train.init_from:
+            self._init_weights(resolve_path(cfg.train.init_from, base_dir))
         self.net: nn.Module = self.model
         if self.dist.enabled:
             # Zero-point iterations leave the point branch of pass 1 unused.
@@ -288,6 +291,12 @@ class Trainer:
         self._trim_metrics_log()
         log.info("resumed %s at epoch %d, step %d (%d done in this epoch)", path, self.state.epoch, self.state.step,
                  self.state.step_in_epoch)
+
+    def _init_weights(self, path: Path) -> None:
+        """Fine-tuning: the weights of `path` (same architecture), nothing of its optimiser or schedule."""
+        payload, _ = read_checkpoint(path, map_location="cpu")
+        load_weights(self.model, payload["model"], path)
+        log.info("initialised the weights from %s (train.init_from)", path)
 
     # ------------------------------------------------------------------ logging
 

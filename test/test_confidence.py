@@ -5,7 +5,8 @@ import pytest
 
 from fusanet_core import Predictor, preset_config
 from fusanet_core.checkpoint import load_model
-from fusanet_core.confidence import Calibration, fit_calibration, pool_adjacent_violators, reliability
+from fusanet_core.confidence import (anchor_distance, Calibration, fit_calibration, pool_adjacent_violators,
+                                     reliability, score_features)
 from fusanet_core.config import config_from_dict, InferenceConfig
 
 RAW = np.linspace(0.0, 1.0, 1000)
@@ -97,3 +98,31 @@ def test_the_predictor_returns_the_calibrated_confidence(tiny_checkpoint):
     assert out["confidence_calibrated"] is True
     assert np.allclose(out["confidence"], cal.apply(raw)) and out["confidence"].dtype == np.float32
     assert np.allclose(out["depth"], plain["depth"])  # the depth is untouched
+
+
+def test_a_score_with_point_distance_is_fitted_and_applied_per_pixel():
+    """Error that grows away from the known points: the fitted score ranks near-point pixels higher."""
+    rng = np.random.default_rng(0)
+    h, w = 60, 80
+    anchors = rng.uniform([0, 0], [w - 1, h - 1], (30, 2))
+    dist = anchor_distance(anchors, (h, w))
+    assert dist[int(round(anchors[0, 1])), int(round(anchors[0, 0]))] == 0 and dist.max() > 0.3
+    raw = rng.uniform(0.2, 0.8, (h, w))  # carries no information
+    rel = 0.05 + 0.4 * dist + rng.normal(0, 0.02, (h, w))
+    with_points = score_features(raw, anchors).reshape(-1, 4)
+    rgb_only = score_features(raw, None).reshape(-1, 4)
+    assert np.all(rgb_only[:, 2:] == 0) and np.all(with_points[:, 2] == 1)
+    features = np.concatenate([with_points, rgb_only])
+    rel_all = np.concatenate([rel.ravel(), np.full(raw.size, 0.3)])  # without points: 0.3 everywhere
+    cal = fit_calibration(np.concatenate([raw.ravel(), raw.ravel()]), rel_all, bound=0.2, bins=10, features=features)
+    assert len(cal.weights) == 4 and cal.weights[3] < 0  # farther from the points, less confident
+    near_far = cal.apply(raw, anchors)
+    assert near_far[dist < 0.05].mean() > 0.8 > 0.2 > near_far[dist > 0.5].mean()
+    assert np.allclose(cal.apply(raw), cal.apply(raw)[0, 0], atol=0.05)  # no points: the flat share (0)
+    assert Calibration.from_dict(cal.as_dict()) == cal
+    cfg = preset_config("tiny")
+    cal.to_inference(cfg.inference)
+    assert Calibration.from_inference(config_from_dict(cfg.to_dict()).inference) == cal
+    with pytest.raises(ValueError, match="inference.confidence_weights must be empty or 4 finite values"):
+        InferenceConfig(confidence_bound=0.1, confidence_raw=(0.1,), confidence_calibrated=(0.5,),
+                        confidence_weights=(1.0, 2.0))

@@ -393,10 +393,18 @@ def test_sparse_points_prime_the_network(h: Harness) -> None:
     z = np.array([1.0, 1.5, 2.0, 1.2])
     xyz = np.stack([(uv[:, 0] - cx) * z / fx, (uv[:, 1] - cy) * z / fy, z], axis=1)
     bad = np.array([[np.nan, 0, 1], [0, 0, -1.0], [50.0, 0, 1.0]])  # NaN, behind, out of frame
-    primed = conv.image_to_depth(h.send(image, sparse=conv.points_to_cloud(np.concatenate([xyz, bad])))["depth"])
+    cloud = conv.points_to_cloud(np.concatenate([xyz, bad]))
+    # By default the points serve the fit alone: 4 are fewer than scale_fit_min_points, nothing changes.
+    unprimed = conv.image_to_depth(h.send(image, sparse=cloud)["depth"])
+    assert np.array_equal(unprimed, plain, equal_nan=True)
+    h.set(prime_with_points=True)
+    try:
+        primed = conv.image_to_depth(h.send(image, sparse=cloud)["depth"])
+    finally:
+        h.set(prime_with_points=False)
     after = h.counters(after=time.monotonic())
-    assert int(after["sparse_points_used"]) - int(before.get("sparse_points_used", 0)) == 4
-    assert int(after["sparse_points_rejected"]) - int(before.get("sparse_points_rejected", 0)) == 3
+    assert int(after["sparse_points_used"]) - int(before.get("sparse_points_used", 0)) == 2 * 4
+    assert int(after["sparse_points_rejected"]) - int(before.get("sparse_points_rejected", 0)) == 2 * 3
     assert np.nanmax(np.abs(primed - plain)) > 0  # the points reached the network
     # A stale sparse message (older than sparse.max_age) is not used.
     stale = conv.points_to_cloud(xyz)
@@ -451,7 +459,7 @@ def test_scale_from_points_falls_back_on_too_few_points_and_fits_otherwise(h: Ha
         at_points = depth[uv[:, 1].astype(int), uv[:, 0].astype(int)]
         assert np.median(z / at_points) == pytest.approx(1.0, abs=0.05)
     finally:
-        h.set(scale_from_points="none", scale_fit_min_points=8)
+        h.set(scale_from_points="scale_local", scale_fit_min_points=8)
 
 
 def test_parameters_carry_ranges_and_reject_bad_values_with_their_own_text(h: Harness) -> None:

@@ -129,7 +129,7 @@ def test_sampling_is_nearest_pixel() -> None:
 
 
 def test_scale_local_fixes_a_region_the_global_scale_cannot():
-    """Left half predicted 0.8x, right half 1.25x: one scale fixes one half, scale_local both; outliers ignored."""
+    """Left half predicted 0.8x, right half 1.25x: one scale fixes one half, scale_local both; gross outliers out."""
     h, w = 120, 160
     xx = np.mgrid[0:h, 0:w][1]
     truth = 1.0 + 2.0 * xx / w
@@ -137,7 +137,8 @@ def test_scale_local_fixes_a_region_the_global_scale_cannot():
     rng = np.random.default_rng(0)
     u, v = rng.uniform(0, w - 1, 200), rng.uniform(0, h - 1, 200)
     z = truth[np.rint(v).astype(int), np.rint(u).astype(int)]
-    z[:10] *= 1.8  # wrong landmarks
+    z[:10] *= 1.8  # wrong landmarks: kept (locally wrong is what the correction is for), they stay local
+    z[10:13] *= 30.0  # gross outliers (> 10x off the global fit): never anchors
     pts = np.column_stack([u, v, z])
     errors = {}
     for mode in ("scale", "scale_local"):
@@ -146,7 +147,7 @@ def test_scale_local_fixes_a_region_the_global_scale_cannot():
         errors[mode] = float(np.median(np.abs(fit.apply(pred) / truth - 1)))
     assert errors["scale"] > 0.15 and errors["scale_local"] < 0.03
     local = fit_to_points(pred, pts, "scale_local")
-    assert 180 <= len(local.anchors) <= 190  # the 10 wrong ones (and a few at the seam) left out
+    assert len(local.anchors) == 197
     assert "anchors" not in local.as_dict()
     assert np.allclose(local.apply(np.array([1.0, 2.0])), np.array([1.0, 2.0]) * local.scale)  # not a map: global
 
@@ -159,3 +160,22 @@ def test_scale_local_without_points_nearby_keeps_the_global_scale():
     out = fit.apply(pred)
     assert fit.applied and fit.scale == pytest.approx(0.5)
     assert out[6, 6] == pytest.approx(1.0, rel=1e-3) and out[-1, -1] == pytest.approx(1.0, rel=1e-3)
+
+
+def test_scale_local_follows_the_points_and_not_across_a_predicted_depth_edge():
+    """A smooth error field is taken out; a correction does not leak across the prediction's depth edge."""
+    h, w = 120, 160
+    yy, xx = np.mgrid[0:h, 0:w]
+    truth = np.where(xx < w / 2, 1.0, 3.0)
+    pred = truth * np.exp(0.3 * np.sin(yy / 20.0)) * np.where(xx < w / 2, 0.5, 1.0)  # left also 2x too near
+    rng = np.random.default_rng(1)
+    u, v = rng.uniform(0, w - 1, 150), rng.uniform(0, h - 1, 150)
+    pts = np.column_stack([u, v, truth[np.rint(v).astype(int), np.rint(u).astype(int)]])
+    fit = fit_to_points(pred, pts, "scale_local")
+    out = fit.apply(pred)
+    rel = np.abs(out / truth - 1)
+    assert fit.applied and np.median(rel) < 0.03
+    near_edge = (np.abs(xx - w / 2 + 0.5) < 6) & (xx >= w / 2)  # right of the edge: 3 m, no left correction
+    assert np.median(rel[near_edge]) < 0.1
+    scale_only = fit_to_points(pred, pts, "scale").apply(pred)
+    assert np.median(np.abs(scale_only / truth - 1)) > 0.2

@@ -34,6 +34,24 @@ def test_points_are_checked_and_used(predictor, sample_frame):
     assert not np.allclose(with_pts["depth"], without["depth"])
 
 
+def test_points_can_serve_the_fit_alone(sample_frame):
+    """prime_with_points False: the network runs RGB only, the points go to the fit (and are counted)."""
+    cfg = preset_config("tiny")
+    cfg.inference.input_size = (64, 96)
+    model = build_model(cfg)
+    rgb, k = sample_frame["rgb"], sample_frame["intrinsics"]
+    pts = np.array([[100.0 + 40 * i, 120.0 + 30 * j, 1.5 + 0.1 * i] for i in range(5) for j in range(4)])
+    unprimed = Predictor(model, cfg, "cpu", prime_with_points=False)
+    rgb_only = unprimed.predict(rgb, k)
+    assert np.array_equal(unprimed.predict(rgb, k, pts)["depth"], rgb_only["depth"])  # no fit: as without points
+    unprimed.set_point_fit("scale_local", 8, prime=False)
+    fitted = unprimed.predict(rgb, k, pts)
+    assert fitted["points_used"] == 20 and fitted["point_fit"]["applied"]
+    assert np.array_equal(fitted["salient_points"][:, :2], rgb_only["salient_points"][:, :2])  # the same network run
+    at = np.rint(pts[:, :2]).astype(int)
+    assert np.allclose(fitted["depth"][at[:, 1], at[:, 0]], pts[:, 2], rtol=0.05)  # through the points
+
+
 @pytest.mark.parametrize(
     "bad, match",
     [

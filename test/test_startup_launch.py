@@ -352,7 +352,10 @@ def test_scale_fit_parameters_are_runtime_with_descriptors() -> None:
     assert (count.integer_range[0].from_value, count.integer_range[0].to_value) == (1, 100000) and not count.read_only
     settings = validate_settings({**defaults(PARAMETERS), "scale_from_points": "scale_shift"})
     assert (settings.scale_from_points, settings.scale_fit_min_points) == ("scale_shift", 8)
-    assert validate_settings(defaults(PARAMETERS)).scale_from_points == "none"
+    # the defaults are the measured best with the bundled model: RGB-only network + scale_local fit
+    default = validate_settings(defaults(PARAMETERS))
+    assert (default.scale_from_points, default.prime_with_points) == ("scale_local", False)
+    assert not descriptor(PARAMETERS["prime_with_points"]).read_only
 
 
 @pytest.mark.parametrize("override,match", [("max_depth:=-1.0", "max_depth"), ("max_depth:=abc", "max_depth"),

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from fusanet_core.checkpoint import load_model, read_checkpoint
+from fusanet_core.checkpoint import CheckpointError, load_model, read_checkpoint
 from fusanet_core.config import config_from_dict
 from fusanet_core.datasets import build_dataset, collate
 from fusanet_core.model import build_model
@@ -204,6 +204,20 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     assert payload["trainer"]["step"] == 2
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["event"] == "train"] == [1, 2]  # one writer
+
+
+def test_init_from_starts_a_fresh_run_from_a_checkpoints_weights(tmp_path):
+    Trainer(config_from_dict(tiny_config(tmp_path / "a", max_steps=1))).fit()
+    source, _ = read_checkpoint(tmp_path / "a" / "last.pt")
+    start = str(tmp_path / "a" / "last.pt")
+    tuned = Trainer(config_from_dict(tiny_config(tmp_path / "b", max_steps=1, init_from=start)))
+    assert tuned.state.step == 0 and not tuned.optimizer.state  # a fresh run: step 0, no Adam moments
+    for key, value in tuned.model.state_dict().items():
+        assert torch.equal(value, source["model"][key]), key
+    other = tiny_config(tmp_path / "c", init_from=start)
+    other["model"] = {"stem_channels": 16}  # another architecture: refused, naming the mismatch
+    with pytest.raises(CheckpointError, match="does not match the model: .*shape mismatch"):
+        Trainer(config_from_dict(other))
 
 
 def test_shipped_training_configs_follow_the_paper():

@@ -255,7 +255,7 @@ class DepthCore:
             return
         rgb, rotation = self._rectify(rgb, info, s)
         points = self._sparse_points(frame.msg.header, k, rotation, width, height, s)
-        self._predictor.set_point_fit(s.scale_from_points, s.scale_fit_min_points)  # runtime parameters
+        self._predictor.set_point_fit(s.scale_from_points, s.scale_fit_min_points, s.prime_with_points)  # runtime
         t_model, t_model_cpu = time.perf_counter(), time.thread_time()
         result = self._predictor.predict(rgb, k, points)
         model_time, model_cpu = time.perf_counter() - t_model, time.thread_time() - t_model_cpu

@@ -57,13 +57,16 @@ PARAMETERS: dict[str, Param] = {
                                  "clouds in the image's optical frame are used", True),
     "sparse.extrinsic": Param("", "static sparse.frame_id -> camera optical frame transform: 'tx ty tz qx qy qz qw' "
                                   "or a row-major 3x4 / 4x4 matrix (p_camera = R p_sparse + t, metres)", True),
-    "scale_from_points": Param("none", "fit the output depth to the sparse points after the network: none | scale "
-                                       "(robust median ratio) | scale_local (scale, then a smooth per-pixel "
-                                       "correction from the points) | scale_shift (affine in inverse depth); too "
-                                       "few or inconsistent points keep the network's scale (counted "
-                                       "scale_fit_rejected)",
+    "scale_from_points": Param("scale_local", "fit the output depth to the sparse points after the network: none | "
+                                              "scale (robust median ratio) | scale_local (scale, then a per-pixel "
+                                              "correction through the points along the predicted depth) | "
+                                              "scale_shift (affine in inverse depth); too few or inconsistent "
+                                              "points keep the network's scale (counted scale_fit_rejected)",
                                True),
     "scale_fit_min_points": Param(8, "usable sparse points needed for scale_from_points", True, 1, 100000),
+    "prime_with_points": Param(False, "also feed the sparse points into the network (the paper's priming); false: "
+                                      "RGB-only network, the points serve scale_from_points (the better depth with "
+                                      "the bundled model, BENCHMARKS.md)", True),
 }
 
 
@@ -99,6 +102,7 @@ class Settings:
     sparse_extrinsic: RigidTransform | None
     scale_from_points: str
     scale_fit_min_points: int
+    prime_with_points: bool
 
 
 def validate_settings(values: Mapping[str, Any]) -> Settings:
@@ -140,6 +144,7 @@ def validate_settings(values: Mapping[str, Any]) -> Settings:
         sparse_extrinsic=extrinsic,
         scale_from_points=choice(values, "scale_from_points", SCALE_FIT_MODES),
         scale_fit_min_points=num("scale_fit_min_points"),
+        prime_with_points=bool(values["prime_with_points"]),
     )
 
 
