@@ -216,6 +216,16 @@ def test_list_file_missing_image_is_named(tmp_path):
         build_source(str(listfile), small_cfg(kind="nyu"))
 
 
+@pytest.mark.parametrize("focal", ["0", "-518.8", "nan", "inf"])
+def test_list_file_non_positive_focal_is_named(tmp_path, focal):
+    listfile = _list_layout(tmp_path, "nyu")
+    lines = listfile.read_text().splitlines()
+    lines[0] = lines[0].rsplit(" ", 1)[0] + f" {focal}"
+    listfile.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=f"line 1: focal must be a positive number of pixels, got '{focal}'"):
+        build_source(str(listfile), small_cfg(kind="nyu"))
+
+
 # ------------------------------------------------------------------------- bags
 
 

@@ -16,6 +16,7 @@ principal point is not in the lists: NYU uses the Kinect calibration of the NYU 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,9 @@ class ListFileSource:
                 focal = float(fields[2])
             except ValueError:
                 raise ValueError(f"list file {self.path} line {number}: focal {fields[2]!r} is not a number") from None
+            if not (math.isfinite(focal) and focal > 0):  # a wrong focal silently skews focal-aware depth
+                raise ValueError(f"list file {self.path} line {number}: focal must be a positive number of pixels, "
+                                 f"got {fields[2]!r}")
             rgb, depth = self.data_root / fields[0].lstrip("/"), self.gt_root / fields[1].lstrip("/")
             for file in (rgb, depth):
                 if not file.is_file():
