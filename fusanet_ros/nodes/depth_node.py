@@ -6,8 +6,9 @@ Subscribes:
     camera_info (sensor_msgs/CameraInfo of that image)
     sparse_points (sensor_msgs/PointCloud2 in the image's optical frame or in sparse.frame_id with
         sparse.extrinsic, or with sparse.type:=depth_image a sparse 16UC1/32FC1 Image): optional
-        known depths that prime the network (SLAM landmarks, LiDAR) and, with scale_from_points,
-        fit its output (fusanet_core/point_fit.py)
+        known depths (SLAM landmarks, LiDAR) that the output is fitted through (scale_from_points,
+        default scale_local: fusanet_core/point_fit.py) and, with prime_with_points, that prime
+        the network
 Publishes (all with the input header), as camera pairs (image_transport / REP 118 layout):
     depth/image (32FC1 metres: +Inf beyond max_depth, NaN invalid (REP 117) | 16UC1 mm, 0 invalid),
     depth/camera_info and confidence/camera_info (the rectified camera at the output size: D = 0,
