@@ -77,8 +77,7 @@ def sample_set(es: EvalSet, predictor: Predictor, pixels: int, seed: int, counts
         for condition, pts in [(NO_POINTS, None), *((f"{c} points", points[(c, "noisy")]) for c in counts)]:
             # the Predictor's scale_local fit, done here to see its anchors (predictor.py _fit_points)
             fit = fit_to_points(result["depth"], pts, FIT if pts is not None else "none")
-            anchors = np.array(fit.anchors)[:, :2] if fit.applied and fit.anchors else None
-            features = score_features(raw, anchors).reshape(-1, 1 + len(FEATURES))[pick]
+            features = score_features(raw, fit.anchor_pixels()).reshape(-1, 1 + len(FEATURES))[pick]
             depth = fit.apply(result["depth"]).ravel()[pick]
             found.setdefault(condition, []).append((raw.ravel()[pick], features, np.abs(depth - gt) / gt))
         used += 1

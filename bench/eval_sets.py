@@ -502,8 +502,9 @@ def progress(es: EvalSet, records: dict, counts: list[int], seconds: float) -> s
             f" ms-d1 {s['new']['ms_delta1']:.3f} | median const ms-d1 {s[MEDIAN]['ms_delta1']:.3f}")
     if counts:
         c = main_count(counts)
-        text += (f" | {c} noisy: primed RMSE {s[label('new primed', c, 'noisy')]['rmse']:.3f}, interpolation "
-                 f"{s[label('interpolation', c, 'noisy')]['rmse']:.3f}")
+        shown = [(name, label(method, c, "noisy")) for name, method in
+                 (("node default", NODE_DEFAULT), ("primed", "new primed"), ("interpolation", "interpolation"))]
+        text += f" | {c} noisy RMSE: " + ", ".join(f"{name} {s[row]['rmse']:.3f}" for name, row in shown if row in s)
     return text
 
 

@@ -65,6 +65,7 @@ LOCAL_GRID_ROWS = 60  # scale_local: the correction is computed on a grid of ~60
 LOCAL_SPATIAL = 0.5  # scale_local: bilateral sigma = this x the points' mean spacing sqrt(H W / N)
 LOCAL_RANGE = 0.1  # scale_local: bilateral rho in log depth (a point weighs 1/e^2 at 22 % depth difference)
 LOCAL_MAX_RESIDUAL = math.log(10.0)  # scale_local: a point > 10x off the global fit is an outlier, never an anchor
+LOCAL_MAX_ANCHORS = 2000  # scale_local: more anchors (a dense LiDAR) are thinned evenly: bounded time per frame
 LOCAL_CHUNK = 1 << 21  # scale_local: grid cells x points per chunk of the bilateral sums (16 MB float64)
 MIN_TOLERANCE = 0.01  # log units (1 %): the floor of the inlier tolerance
 MAX_TOLERANCE = math.log(2.0)  # the cap: a point off by more than 2x is never an inlier
@@ -116,6 +117,10 @@ class PointFit:
         out = _affine_inverse(depth.astype(np.float64), self.scale, self.shift)
         valid = np.isfinite(depth) & (depth > 0)
         return np.where(valid, out, depth).astype(depth.dtype, copy=False)
+
+    def anchor_pixels(self) -> np.ndarray | None:
+        """(N, 2) pixels (u, v) the applied scale_local correction passes through, or None (no such fit)."""
+        return np.array(self.anchors)[:, :2] if self.applied and self.anchors else None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict of the fields (for results, logs and diagnostics), without the anchors."""
@@ -236,7 +241,9 @@ def fit_to_points(depth: np.ndarray, points: np.ndarray | None, mode: str, min_p
         # Not the global inlier rule: a region the network got wrong is what the correction is
         # for. Only gross outliers go; a local-consistency test dropped more good points than
         # bad ones on the SLAM-like benchmark points (docs/ros.md).
-        keep = np.abs(residual) <= LOCAL_MAX_RESIDUAL
+        keep = np.flatnonzero(np.abs(residual) <= LOCAL_MAX_RESIDUAL)
+        if len(keep) > LOCAL_MAX_ANCHORS:  # the correction is smooth at the grid's scale: 2000 points cover it
+            keep = keep[np.round(np.linspace(0, len(keep) - 1, LOCAL_MAX_ANCHORS)).astype(np.int64)]
         anchors = tuple(map(tuple, np.column_stack([uv[keep], residual[keep]]).tolist()))
     return PointFit(mode, scale, shift, offered, fit.inliers, reason is None, reason or "ok", anchors)
 

@@ -231,8 +231,7 @@ class Predictor:
         result.update(_salient_to_input(salient, scores, 1 / sx, 1 / sy))
         fit = self._fit_points(result["depth"], kept)
         if self.calibration is not None:  # after the clip, on both backends' output; knows the fit's points
-            anchors = np.array(fit.anchors)[:, :2] if fit.applied and fit.anchors else None
-            result["confidence"] = self.calibration.apply(result["confidence"], anchors)
+            result["confidence"] = self.calibration.apply(result["confidence"], fit.anchor_pixels())
         result["confidence_calibrated"] = self.calibration is not None
         result["depth"] = fit.apply(result["depth"])
         result["salient_points"][:, 2] = fit.apply(result["salient_points"][:, 2])  # the same depth as the map

@@ -179,3 +179,19 @@ def test_scale_local_follows_the_points_and_not_across_a_predicted_depth_edge():
     assert np.median(rel[near_edge]) < 0.1
     scale_only = fit_to_points(pred, pts, "scale").apply(pred)
     assert np.median(np.abs(scale_only / truth - 1)) > 0.2
+
+
+def test_scale_local_thins_a_dense_cloud_to_a_bounded_anchor_count():
+    """A dense LiDAR-like cloud: at most LOCAL_MAX_ANCHORS anchors (bounded time per frame), still spread out."""
+    from fusanet_core.point_fit import LOCAL_MAX_ANCHORS
+
+    h, w = 120, 160
+    yy, xx = np.mgrid[0:h, 0:w]
+    pred = np.full((h, w), 2.0)
+    pts = np.column_stack([xx.ravel(), yy.ravel(), np.full(h * w, 1.0)])  # every pixel, truth 1 m
+    fit = fit_to_points(pred, pts, "scale_local")
+    assert fit.applied and len(fit.anchors) == LOCAL_MAX_ANCHORS < len(pts)
+    uv = fit.anchor_pixels()
+    assert uv.shape == (LOCAL_MAX_ANCHORS, 2) and np.ptp(uv[:, 1]) > 0.9 * h
+    assert np.allclose(fit.apply(pred), 1.0, rtol=1e-3)
+    assert fit_to_points(pred, pts[:5], "scale_local").anchor_pixels() is None  # too few points: not applied
