@@ -93,6 +93,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-depth", type=float, help="depth cap in metres (default: the checkpoint's data.max_depth)")
     p.add_argument("--kind", choices=["nyu", "kitti"],
                    help="units of a list file (default: the checkpoint's data.kind)")
+    p.add_argument("--data-root", help="list files: folder the RGB paths are relative to (default: the "
+                   "checkpoint's data.data_root, else the list file's folder)")
+    p.add_argument("--gt-root", help="list files: folder the depth paths are relative to (default: the "
+                   "checkpoint's data.gt_root, else the RGB folder)")
     p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="network input size")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.set_defaults(run=run_eval)
@@ -162,7 +166,8 @@ def _unwrap_worker_error(err: Exception) -> Exception:
 
 def run_eval(args: argparse.Namespace) -> int:
     input_size = tuple(args.input_size) if args.input_size else None
-    metrics = evaluate(args.checkpoint, args.data, args.device, args.crop, args.max_depth, args.kind, input_size)
+    metrics = evaluate(args.checkpoint, args.data, args.device, args.crop, args.max_depth, args.kind, input_size,
+                       args.data_root, args.gt_root)
     print(f"{args.data}: {metrics['n_images']} images, crop {args.crop or 'none'}")
     print(format_table(metrics))
     if args.json:

@@ -80,7 +80,10 @@ class Calibration:
         `anchors_uv`: (N, 2) pixels of the known points a scale_local fit went through, or None.
         """
         if self.weights:
-            return self.apply_features(score_features(conf, anchors_uv))
+            # the weighted sum of feature_maps, not score_features @ weights: no (H, W, 4) float64
+            # array per frame (~11 -> ~8 ms at 640x480, measured interleaved)
+            w0, *weights = self.weights
+            return self._knots(w0 + sum(w * m for w, m in zip(weights, feature_maps(conf, anchors_uv))))
         return self._knots(np.asarray(conf, np.float64))
 
     def apply_features(self, features: np.ndarray) -> np.ndarray:
@@ -122,18 +125,23 @@ def check_weights(weights: Sequence[float], prefix: str) -> None:
                          f"{', '.join(FEATURES)}), got {list(weights)}")
 
 
-def score_features(conf: np.ndarray, anchors_uv: np.ndarray | None) -> np.ndarray:
-    """Return (..., 1 + len(FEATURES)) float64: the constant 1 and FEATURES per pixel of `conf`.
+def feature_maps(conf: np.ndarray, anchors_uv: np.ndarray | None) -> list[np.ndarray | float]:
+    """Return FEATURES for every pixel of `conf`, float32 maps (or scalars where constant), in order.
 
     Without anchors (no points, or no scale_local fit applied) the point features are 0.
     """
-    conf = np.clip(np.asarray(conf, np.float64), LOGIT_EPS, 1.0 - LOGIT_EPS)
-    out = np.zeros(conf.shape + (1 + len(FEATURES),))
-    out[..., 0] = 1.0
-    out[..., 1] = np.log(conf / (1.0 - conf))
+    conf = np.clip(np.asarray(conf, np.float32), LOGIT_EPS, 1.0 - LOGIT_EPS)
+    logit = np.log(conf / (1.0 - conf))
     if anchors_uv is not None and len(anchors_uv) and conf.ndim == 2:
-        out[..., 2] = 1.0
-        out[..., 3] = np.log1p(anchor_distance(np.asarray(anchors_uv, np.float64), conf.shape))
+        return [logit, 1.0, np.log1p(anchor_distance(np.asarray(anchors_uv, np.float64), conf.shape))]
+    return [logit, 0.0, 0.0]
+
+
+def score_features(conf: np.ndarray, anchors_uv: np.ndarray | None) -> np.ndarray:
+    """Return (..., 1 + len(FEATURES)) float64: the constant 1 and `feature_maps` per pixel of `conf`."""
+    out = np.ones(np.shape(conf) + (1 + len(FEATURES),))
+    for column, values in enumerate(feature_maps(conf, anchors_uv), start=1):
+        out[..., column] = values
     return out
 
 
@@ -144,7 +152,7 @@ def anchor_distance(anchors_uv: np.ndarray, shape: tuple[int, int]) -> np.ndarra
     cols = np.clip(np.rint(anchors_uv[:, 0]).astype(np.int64), 0, w - 1)
     rows = np.clip(np.rint(anchors_uv[:, 1]).astype(np.int64), 0, h - 1)
     mask[rows, cols] = 0
-    return cv2.distanceTransform(mask, cv2.DIST_L2, 3).astype(np.float64) / math.sqrt(h * w / len(anchors_uv))
+    return cv2.distanceTransform(mask, cv2.DIST_L2, 3) / np.float32(math.sqrt(h * w / len(anchors_uv)))
 
 
 def fit_score_weights(features: np.ndarray, within: np.ndarray, ridge: float = 1e-3, steps: int = 25) -> np.ndarray:

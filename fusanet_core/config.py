@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 import math
 from pathlib import Path
+import re
 import types
 import typing
 from typing import Any
@@ -488,12 +489,21 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return value
     if hint is bool and not isinstance(value, bool):
         raise ValueError(f"{where} must be true/false, got {value!r}")
+    if hint is float and isinstance(value, str):
+        value = _yaml_float(value)
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is float and not numeric or hint is int and not (numeric and isinstance(value, int)):
         raise ValueError(f"{where} must be a number ({hint.__name__}), got {value!r}")
     if hint is str and not isinstance(value, str):
         raise ValueError(f"{where} must be a string, got {value!r}")
     return float(value) if hint is float else value
+
+
+def _yaml_float(text: str) -> float | str:
+    """`3e-4` as a float: YAML 1.1 (PyYAML) reads exponents without a dot as strings, YAML 1.2 does not."""
+    if re.fullmatch(r"\s*[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+\s*", text):
+        return float(text)
+    return text  # not a number: the check below names it
 
 
 def _plain(value: Any) -> Any:

@@ -142,3 +142,29 @@ def test_unknown_config_key_through_the_installed_command(workdir):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown key(s) ['trian']" in lines[0] and str(config) in lines[0]
+
+
+def test_eval_of_a_list_file_with_its_own_rgb_and_depth_roots(tmp_path, monkeypatch, capsys):
+    """KITTI / NYU lists name RGB and depth relative to two roots that need not hold the list."""
+    import numpy as np
+
+    from fusanet_core.predictor import default_checkpoint
+
+    rgb_root, gt_root = tmp_path / "raw", tmp_path / "gt"
+    for root in (rgb_root / "scene", gt_root / "scene"):
+        root.mkdir(parents=True)
+    shutil.copy(SAMPLE / "00.color.jpg", rgb_root / "scene" / "rgb_0.jpg")
+    depth = cv2.imread(str(SAMPLE / "00.depth.png"), cv2.IMREAD_UNCHANGED)  # TUM: 1/5000 m
+    cv2.imwrite(str(gt_root / "scene" / "depth_0.png"), np.round(depth / 5.0).astype(np.uint16))  # NYU: mm
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "test.txt").write_text("scene/rgb_0.jpg scene/depth_0.png 525.0\n")
+    monkeypatch.chdir(tmp_path)
+    base = ["eval", "--checkpoint", str(default_checkpoint()), "--data", "lists/test.txt", "--kind", "nyu",
+            "--device", "cpu"]
+    assert main(base) == 2  # the RGB is not next to the list: named
+    assert "rgb_0.jpg" in error_line(capsys, "eval")
+    assert main(base + ["--data-root", "raw"]) == 2  # depth defaults to the RGB root: named
+    assert "depth_0.png" in error_line(capsys, "eval")
+    assert main(base + ["--data-root", "raw", "--gt-root", "gt", "--json", "m.json"]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["n_images"] == 1 and 0 < metrics["abs_rel"] < 1

@@ -118,6 +118,8 @@ def test_a_score_with_point_distance_is_fitted_and_applied_per_pixel():
     assert len(cal.weights) == 4 and cal.weights[3] < 0  # farther from the points, less confident
     near_far = cal.apply(raw, anchors)
     assert near_far[dist < 0.05].mean() > 0.8 > 0.2 > near_far[dist > 0.5].mean()
+    # apply's per-frame shortcut is the fitted score: the same map as the rows calibration fitted on
+    np.testing.assert_allclose(near_far.ravel(), cal.apply_features(with_points), atol=1e-6)
     assert np.allclose(cal.apply(raw), cal.apply(raw)[0, 0], atol=0.05)  # no points: the flat share (0)
     assert Calibration.from_dict(cal.as_dict()) == cal
     cfg = preset_config("tiny")

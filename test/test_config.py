@@ -69,3 +69,16 @@ def test_a_yaml_nan_override_names_the_file_and_the_key(tmp_path):
     with pytest.raises(ValueError, match=rf"^config {re.escape(str(path))}: train\.grad_clip must be finite and >= 0, "
                                          r"got nan$"):
         load_config(path, ["train.grad_clip=.nan"])
+
+
+def test_yaml_exponents_without_a_dot_are_floats(tmp_path):
+    """A YAML `3e-4` is a number: PyYAML (YAML 1.1) reads it as a string, YAML 1.2 tools and users do not."""
+    path = tmp_path / "train.yaml"
+    path.write_text("preset: tiny\ntrain:\n  lr: 3e-4\nloss:\n  scale_weights: [1, 75E-2, 5e-1, 2.5e-1, +1e-1]\n")
+    cfg = load_config(path)
+    assert cfg.train.lr == 3e-4 and isinstance(cfg.train.lr, float)
+    assert cfg.loss.scale_weights == (1.0, 0.75, 0.5, 0.25, 0.1)
+    with pytest.raises(ValueError, match=r"train\.lr must be a number \(float\), got '3e-4x'"):
+        config_from_dict({"train": {"lr": "3e-4x"}})
+    with pytest.raises(ValueError, match=r"train\.epochs must be a number \(int\), got '1e2'"):
+        config_from_dict({"train": {"epochs": "1e2"}})  # only floats: an int field stays strict

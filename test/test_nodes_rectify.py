@@ -11,7 +11,7 @@ pytest.importorskip("sensor_msgs.msg")
 from std_msgs.msg import Header  # noqa: E402
 
 from fusanet_ros.nodes import conversions as conv  # noqa: E402
-from fusanet_ros.nodes.depth_node import BadInput, mark_invalid, sparse_cloud_in_camera  # noqa: E402
+from fusanet_ros.nodes.depth_node import BadInput, DepthCore, mark_invalid, sparse_cloud_in_camera  # noqa: E402
 from fusanet_ros.nodes.depth_settings import PARAMETERS, validate_settings  # noqa: E402
 from fusanet_ros.nodes.params import defaults  # noqa: E402
 from fusanet_ros.nodes.rectify import needs_rectification, Rectifier, topic_is_rectified  # noqa: E402
@@ -118,3 +118,41 @@ def test_matrix_extrinsic_and_frame_only_settings() -> None:
     s = _settings(sparse__frame_id="base", sparse__extrinsic=" ".join(map(str, [1, 0, 0, 0.5, 0, 1, 0, 0, 0, 0, 1, 0])))
     assert np.allclose(s.sparse_extrinsic.translation, [0.5, 0, 0])
     assert _settings(sparse__frame_id="lidar").sparse_extrinsic is None  # settable one at a time at runtime
+
+
+def _rotated_info() -> tuple[object, np.ndarray]:
+    """Return a distorted raw camera with a rectifying rotation R and a P with another focal length."""
+    info = _distorted_info()
+    r = cv2.Rodrigues(np.array([0.02, -0.03, 0.01]))[0]
+    info.r = r.reshape(-1)
+    info.p = np.array([450.0, 0, 322.0, 0, 0, 450.0, 236.0, 0, 0, 0, 1, 0])
+    return info, r
+
+
+def test_raw_sparse_pixels_become_the_same_3d_points_in_the_rectified_camera() -> None:
+    info, r = _rotated_info()
+    xyz_raw = np.array([[-0.9, -0.7, 1.5], [0.0, 0.0, 2.0], [0.6, 0.4, 0.8]])  # first one near a corner
+    k = np.array([[K[0], 0, K[2]], [0, K[1], K[3]], [0, 0, 1]])
+    raw_uv = cv2.projectPoints(xyz_raw, np.zeros(3), np.zeros(3), k, np.array(D))[0].reshape(-1, 2)
+    uvz = np.concatenate([raw_uv, xyz_raw[:, 2:]], axis=1)
+    np.testing.assert_allclose(Rectifier.raw_pixels_to_points(uvz, info), xyz_raw @ r.T, atol=1e-4)
+    assert Rectifier.raw_pixels_to_points(np.zeros((0, 3)), info).shape == (0, 3)
+
+
+def test_a_sparse_depth_image_on_a_raw_image_moves_with_the_rectification() -> None:
+    """The node's sparse depth path: pixels on the raw grid land where the rectified image has them."""
+    info, _ = _rotated_info()
+    sparse = np.full((480, 640), np.nan, np.float32)
+    sparse[50, 60] = 1.5  # near a corner: distortion moves it by several pixels
+    msg = conv.array_to_image(sparse, "32FC1", Header(frame_id="cam"))
+    p_k = conv.camera_info_intrinsics(info)  # the rectified camera: the network's intrinsics
+    s = _settings(sparse__type="depth_image")
+    raw, dropped = DepthCore._sparse_to_uvz(msg, Header(frame_id="cam"), p_k, None, 640, 480, s)
+    assert dropped == 0 and np.allclose(raw, [[60, 50, 1.5]])  # not rectified: untouched
+    moved, dropped = DepthCore._sparse_to_uvz(msg, Header(frame_id="cam"), p_k, info, 640, 480, s)
+    k = np.array([[K[0], 0, K[2]], [0, K[1], K[3]], [0, 0, 1]])
+    expected = cv2.undistortPoints(np.array([[[60.0, 50.0]]]), k, np.array(D), R=np.reshape(info.r, (3, 3)),
+                                   P=np.reshape(info.p, (3, 4))).reshape(2)
+    assert dropped == 0 and moved.shape == (1, 3)
+    assert np.hypot(*(moved[0, :2] - expected)) < 0.05 and np.hypot(*(expected - [60, 50])) > 5
+    assert 1.45 < moved[0, 2] < 1.55  # z in the rotated camera: changed a little, not lost

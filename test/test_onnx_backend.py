@@ -212,3 +212,41 @@ def test_fusanet_export_writes_the_points_graph(tmp_path):
     assert [o.name for o in session.get_outputs()] == list(export.OUTPUT_NAMES)
     meta = session.get_modelmeta().custom_metadata_map
     assert meta["fusanet.checkpoint_sha256"] == export.file_sha256(ckpt) and meta["fusanet.input_size"] == "48x64"
+
+
+class _SwappedSelection:
+    """An onnxruntime session whose first `flips` runs choose other salient pixels (and so other depth)."""
+
+    def __init__(self, session, flips: int):
+        self.session, self.flips = session, flips
+
+    def get_inputs(self):
+        return self.session.get_inputs()
+
+    def run(self, names, feeds):
+        outs = self.session.run(names, feeds)
+        if self.flips > 0:
+            self.flips -= 1
+            outs[0] = outs[0] * 1.05  # pass 2 around another point: a few % off
+            outs[2] = outs[2] + np.array([3.0, 0.0, 0.0], np.float32)
+        return outs
+
+
+@pytest.mark.parametrize("flips,passes", [(1, True), (export.PROBE_TRIES, False)])
+def test_a_salient_choice_broken_by_float_order_is_redrawn_but_a_graph_that_always_differs_fails(
+        tmp_path, monkeypatch, flips, passes):
+    """A near-tie of saliency scores that torch and onnxruntime break apart: that input is drawn again."""
+    import onnxruntime
+
+    real = onnxruntime.InferenceSession
+    monkeypatch.setattr(onnxruntime, "InferenceSession",
+                        lambda *args, **kwargs: _SwappedSelection(real(*args, **kwargs), flips))
+    cfg = preset_config("tiny")
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", build_model(cfg), cfg)
+    if passes:
+        report = export.export_onnx(ckpt, tmp_path / "m.onnx", (48, 64), max_points=8)
+        assert report["probes_redrawn"] == 1 and report["max_rel_diff"] <= 1e-4
+    else:
+        with pytest.raises(ValueError, match="disagrees with PyTorch: max rel depth diff 0.05"):
+            export.export_onnx(ckpt, tmp_path / "m.onnx", (48, 64), max_points=8)
+        assert not (tmp_path / "m.onnx").exists()  # nothing half-checked is left under the name

@@ -220,13 +220,18 @@ def test_init_from_starts_a_fresh_run_from_a_checkpoints_weights(tmp_path):
         Trainer(config_from_dict(other))
 
 
-def test_stage2_config_is_stage1_but_its_schedule():
-    """config/train_all_stage2.yaml copies stage 1's data, points, model and loss: they must not drift apart."""
+def test_later_stage_configs_are_stage1_but_their_schedule_and_loss():
+    """Stage 2 copies stage 1's data, points, model and loss, stage 3 all but the loss: they must not drift apart."""
     from fusanet_core.config import load_config
 
     one, two = (load_config(ROOT / "config" / name).to_dict() for name in ("train_all.yaml", "train_all_stage2.yaml"))
     assert {k: v for k, v in one.items() if k != "train"} == {k: v for k, v in two.items() if k != "train"}
     assert two["train"]["init_from"] == "runs/all/best.pt" == str(Path(one["train"]["out_dir"]) / "best.pt")
+    three = load_config(ROOT / "config" / "train_all_stage3.yaml").to_dict()  # the SILog fine-tune experiment
+    assert {k: v for k, v in one.items() if k not in ("train", "loss")} == \
+        {k: v for k, v in three.items() if k not in ("train", "loss")}
+    assert three["loss"] == {**one["loss"], "depth_term": "silog", "silog_lambda": 0.5}
+    assert three["train"]["init_from"] == str(Path(two["train"]["out_dir"]) / "best.pt")
 
 
 def test_shipped_training_configs_follow_the_paper():

@@ -254,8 +254,8 @@ class DepthCore:
             self._log.warning("waiting_camera_info",
                               "no valid camera_info yet: frame skipped (require_camera_info is true)")
             return
-        rgb, rotation = self._rectify(rgb, info, s)
-        points = self._sparse_points(frame.msg.header, k, rotation, width, height, s)
+        rgb, rectified_from = self._rectify(rgb, info, s)
+        points = self._sparse_points(frame.msg.header, k, rectified_from, width, height, s)
         self._predictor.set_point_fit(s.scale_from_points, s.scale_fit_min_points, s.prime_with_points)  # runtime
         t_model, t_model_cpu = time.perf_counter(), time.thread_time()
         result = self._predictor.predict(rgb, k, points)
@@ -295,8 +295,8 @@ class DepthCore:
             self._bad("bad_camera_info", str(err))
             return None, None
 
-    def _rectify(self: Any, rgb: np.ndarray, info: Any, s: Settings) -> tuple[np.ndarray, np.ndarray | None]:
-        """Remap the image into the rectified camera P; returns it and R (raw -> rectified) when remapped.
+    def _rectify(self: Any, rgb: np.ndarray, info: Any, s: Settings) -> tuple[np.ndarray, Any]:
+        """Remap the image into the rectified camera P; returns it and the camera_info it was remapped with (or None).
 
         rectify:=auto remaps a raw image (topic name without 'rect') whose camera_info has
         distortion, a rotation or P != K; the depth then matches the published camera_info.
@@ -309,9 +309,9 @@ class DepthCore:
             self._bad("bad_camera_info", f"{err}; frame used unrectified")
             return rgb, None
         self._stats.count("frames_rectified")
-        return rectified, self._rectifier.rotation(info)
+        return rectified, info
 
-    def _sparse_points(self: Any, header: Any, k: conv.Intrinsics | None, rotation: np.ndarray | None,
+    def _sparse_points(self: Any, header: Any, k: conv.Intrinsics | None, rectified_from: Any,
                        width: int, height: int, s: Settings) -> np.ndarray | None:
         """(u, v, z) of the latest sparse message within max_age of the image, or None."""
         msg = self._sparse
@@ -321,7 +321,7 @@ class DepthCore:
             self._stats.count("sparse_stale")
             return None
         try:
-            uvz, dropped = self._sparse_to_uvz(msg, header, k, rotation, width, height, s)
+            uvz, dropped = self._sparse_to_uvz(msg, header, k, rectified_from, width, height, s)
         except BadInput as err:
             self._bad(err.kind, str(err))
             return None
@@ -338,20 +338,27 @@ class DepthCore:
         return uvz
 
     @staticmethod
-    def _sparse_to_uvz(msg: Any, header: Any, k: conv.Intrinsics | None, rotation: np.ndarray | None,
+    def _sparse_to_uvz(msg: Any, header: Any, k: conv.Intrinsics | None, rectified_from: Any,
                        width: int, height: int, s: Settings) -> tuple[np.ndarray, int]:
+        """(u, v, z) on the image the network sees, and how many points fell out of it.
+
+        `rectified_from`: the camera_info the image was rectified with (None: not rectified).
+        """
         if s.sparse_type == "cloud":
             if k is None:
                 raise conv.ConversionError("sparse point cloud needs a valid camera_info to be projected")
             xyz = sparse_cloud_in_camera(msg, str(header.frame_id), s)
-            if rotation is not None:
-                xyz = xyz @ rotation.T  # the raw camera's points, seen from the rectified camera
+            if rectified_from is not None:
+                xyz = xyz @ Rectifier.rotation(rectified_from).T  # the raw camera's points, seen from the rectified one
             return conv.project_points(xyz, k, width, height)
         uvz = conv.sparse_depth_to_points(msg)
         sx, sy = width / int(msg.width), height / int(msg.height)
         uvz[:, 0] = scale_pixel(uvz[:, 0], sx)  # sparse image at another size: same field of view
         uvz[:, 1] = scale_pixel(uvz[:, 1], sy)
-        return uvz, 0
+        if rectified_from is None:
+            return uvz, 0
+        # aligned with the raw image: its pixels move with the image's rectification
+        return conv.project_points(Rectifier.raw_pixels_to_points(uvz, rectified_from), k, width, height)
 
     # --------------------------------------------------------------------------- outputs
     def _publish(self: Any, header: Any, rgb: np.ndarray, info: Any, k: conv.Intrinsics | None,

@@ -52,6 +52,24 @@ def needs_rectification(info: Any) -> bool:
     return bool(np.any(d != 0) or not np.allclose(r, np.eye(3)) or not np.allclose(new_k, k))
 
 
+_UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-10)
+
+
+def _undistort_to_rays(pixels: np.ndarray, k: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Pinhole models: raw pixels (N, 1, 2) -> normalised rays, iterated to convergence.
+
+    undistortPoints' default 5 fixed steps are off by ~1 px near the corners of a strongly distorted
+    lens. OpenCV 4 has the iterating variant as undistortPointsIter; OpenCV 5 folded it into
+    undistortPoints (criteria=).
+    """
+    eye = np.eye(3)
+    coefficients = d if d.size else np.zeros(5)
+    iterate = getattr(cv2, "undistortPointsIter", None)
+    if iterate is not None:
+        return iterate(pixels, k, coefficients, eye, eye, _UNDISTORT_CRITERIA)
+    return cv2.undistortPoints(pixels, k, coefficients, R=eye, P=eye, criteria=_UNDISTORT_CRITERIA)
+
+
 class Rectifier:
     """Remaps raw images into the rectified camera of their camera_info (maps cached)."""
 
@@ -69,9 +87,30 @@ class Rectifier:
         map1, map2 = self._map(info, width, height)
         return cv2.remap(image, map1, map2, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
-    def rotation(self, info: Any) -> np.ndarray:
+    @staticmethod
+    def rotation(info: Any) -> np.ndarray:
         """R of `info`: rotates raw-camera points into the rectified camera."""
         return _matrices(info)[2]
+
+    @staticmethod
+    def raw_pixels_to_points(uvz: np.ndarray, info: Any) -> np.ndarray:
+        """(N, 3) raw-image pixels (u, v) with depth z -> (N, 3) points in the rectified camera.
+
+        A sparse depth image aligned with a raw (distorted) image has its pixels on the raw grid:
+        they are undistorted to rays of the raw camera, scaled by z and rotated by R; projecting
+        them with P puts them on the rectified image the network sees. Call after rectify() has
+        accepted `info` (it checks the distortion model).
+        """
+        if not len(uvz):
+            return np.zeros((0, 3))
+        k, d, r, _ = _matrices(info)
+        pixels = uvz[:, None, :2].astype(np.float64)
+        if str(info.distortion_model) in FISHEYE_MODELS:
+            rays = cv2.fisheye.undistortPoints(pixels, k, d)
+        else:
+            rays = _undistort_to_rays(pixels, k, d)
+        z = uvz[:, 2:3].astype(np.float64)
+        return np.concatenate([rays[:, 0, :] * z, z], axis=1) @ r.T
 
     def _map(self, info: Any, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
         k, d, r, p = _matrices(info)
