@@ -103,8 +103,7 @@ class PointFit:
         """Return the fitted depth (a new array of the same dtype), or `depth` itself when not applied.
 
         Non-finite and non-positive (invalid) values are kept as they are. scale_local corrects an
-        HxW map of the fitted size per pixel; other shapes (e.g. salient point depths) get its
-        global scale.
+        HxW map of the fitted size per pixel; other shapes get its global scale (points: `apply_at`).
         """
         if not self.applied:
             return depth
@@ -117,6 +116,22 @@ class PointFit:
         out = _affine_inverse(depth.astype(np.float64), self.scale, self.shift)
         valid = np.isfinite(depth) & (depth > 0)
         return np.where(valid, out, depth).astype(depth.dtype, copy=False)
+
+    def apply_at(self, uvz: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """Return the depths of points (u, v, z) fitted as the map: the factor after / before at their pixels.
+
+        `before` / `after`: the map before and after `apply`. For the global modes that is
+        `apply(z)`; scale_local's per-pixel correction has no other way to reach points.
+        """
+        z = np.asarray(uvz)[:, 2]
+        if not (self.applied and self.mode == "scale_local" and self.anchors) or not len(z):
+            return self.apply(z)
+        h, w = before.shape
+        rows, cols = _pixel_index(uvz[:, 1], h), _pixel_index(uvz[:, 0], w)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = after[rows, cols] / before[rows, cols]
+        factor = np.where(np.isfinite(factor) & (factor > 0), factor, self.scale)  # invalid map pixel: the scale
+        return (z * factor).astype(z.dtype, copy=False)
 
     def anchor_pixels(self) -> np.ndarray | None:
         """(N, 2) pixels (u, v) the applied scale_local correction passes through, or None (no such fit)."""
@@ -155,14 +170,14 @@ def local_correction(anchors: np.ndarray, depth: np.ndarray) -> np.ndarray:
     log_depth = np.log(np.where(valid, depth, 1.0)).astype(np.float32)
     guide = cv2.resize(log_depth, (gw, gh), interpolation=cv2.INTER_AREA).astype(np.float64)
     guide_valid = cv2.resize(valid.astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA) > 0.5
-    anchor_log = log_depth[_pixel_rows(anchors[:, 1], h), _pixel_rows(anchors[:, 0], w)].astype(np.float64)
+    anchor_log = log_depth[_pixel_index(anchors[:, 1], h), _pixel_index(anchors[:, 0], w)].astype(np.float64)
     bilateral = _bilateral(anchors, anchor_log, grid_u.ravel(), grid_v.ravel(), guide.ravel(), guide_valid.ravel(),
                            LOCAL_SPATIAL * math.sqrt(h * w / len(anchors)))
     field = 0.5 * (linear + bilateral.reshape(gh, gw))
     return np.exp(cv2.resize(field.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR))
 
 
-def _pixel_rows(coord: np.ndarray, size: int) -> np.ndarray:
+def _pixel_index(coord: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.rint(coord).astype(np.int64), 0, size - 1)
 
 

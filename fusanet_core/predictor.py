@@ -233,8 +233,9 @@ class Predictor:
         if self.calibration is not None:  # after the clip, on both backends' output; knows the fit's points
             result["confidence"] = self.calibration.apply(result["confidence"], fit.anchor_pixels())
         result["confidence_calibrated"] = self.calibration is not None
-        result["depth"] = fit.apply(result["depth"])
-        result["salient_points"][:, 2] = fit.apply(result["salient_points"][:, 2])  # the same depth as the map
+        network_depth, result["depth"] = result["depth"], fit.apply(result["depth"])
+        # the same correction as the map, per pixel for scale_local
+        result["salient_points"][:, 2] = fit.apply_at(result["salient_points"], network_depth, result["depth"])
         result["point_fit"] = fit.as_dict()
         return result
 

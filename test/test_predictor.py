@@ -50,6 +50,12 @@ def test_points_can_serve_the_fit_alone(sample_frame):
     assert np.array_equal(fitted["salient_points"][:, :2], rgb_only["salient_points"][:, :2])  # the same network run
     at = np.rint(pts[:, :2]).astype(int)
     assert np.allclose(fitted["depth"][at[:, 1], at[:, 0]], pts[:, 2], rtol=0.05)  # through the points
+    # the salient points move with the map at their own pixels (scale_local's correction is per pixel)
+    sal = np.rint(rgb_only["salient_points"][:, :2]).astype(int)
+    map_factor = fitted["depth"][sal[:, 1], sal[:, 0]] / rgb_only["depth"][sal[:, 1], sal[:, 0]]
+    np.testing.assert_allclose(fitted["salient_points"][:, 2] / rgb_only["salient_points"][:, 2], map_factor,
+                               rtol=1e-5)
+    assert np.ptp(map_factor) > 0.01  # a per-pixel correction indeed, not one scale
 
 
 @pytest.mark.parametrize(
