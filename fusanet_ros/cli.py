@@ -62,7 +62,7 @@ def run_launch(args: argparse.Namespace) -> int:
     node_params = dict(parse_param(p) for p in args.param)
     player: list[list[str]] = []
     if args.launch_name == "eval":
-        from fusanet_ros.startup.eval_launch import eval_nodes, eval_player, eval_player_topics, run_eval_launch
+        from fusanet_ros.startup.eval_launch import eval_nodes, eval_player, run_eval_launch
 
         values["depth_parameters"] = node_params
         if not args.dry_run:
@@ -71,7 +71,7 @@ def run_launch(args: argparse.Namespace) -> int:
             return code
         specs = eval_nodes(**values)
         if values["bag"]:
-            player.append(eval_player(values["bag"], eval_player_topics(values), values["rate"]))
+            player.append(eval_player(values))
     else:
         specs = depth_nodes(**values, extra_parameters=node_params)
         if not args.dry_run:

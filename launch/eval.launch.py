@@ -19,7 +19,7 @@ from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from fusanet_ros.startup.eval_launch import eval_arguments, eval_nodes, eval_player, eval_player_topics
+from fusanet_ros.startup.eval_launch import eval_arguments, eval_nodes, eval_player
 
 
 def _actions(context, *args, **kwargs):
@@ -35,9 +35,17 @@ def _actions(context, *args, **kwargs):
     if values["bag"]:
         # The player waits for a subscriber on each topic; only the depth node subscribes to the
         # colour camera_info, so nothing is played before its model is loaded.
-        player = eval_player(values["bag"], eval_player_topics(values), values["rate"])
-        actions.append(ExecuteProcess(cmd=player, name="player", output="screen"))
+        player = eval_player(values)
+        process = ExecuteProcess(cmd=player, name="player", output="screen")
+        actions += [process, RegisterEventHandler(OnProcessExit(target_action=process, on_exit=_end_if_failed))]
     return actions
+
+
+def _end_if_failed(event, context):
+    """End the launch when the player fails (e.g. topics not in the bag): no frame will come."""
+    if not event.returncode:
+        return []
+    return [EmitEvent(event=Shutdown(reason=f"the bag player failed (exit {event.returncode})"))]
 
 
 def generate_launch_description():

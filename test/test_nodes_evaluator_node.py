@@ -212,6 +212,24 @@ def test_node_scores_frames_and_writes_the_report_on_max_frames(make_node: Any, 
     assert len(list((tmp_path / "report").glob("panel_*.png"))) == 1
 
 
+def test_idle_timeout_ends_the_evaluation_under_sim_time_without_clock(make_node: Any) -> None:
+    """After the bag, /clock stops: the idle check must still run (steady time), or the eval never ends."""
+    import time
+
+    from rclpy.executors import SingleThreadedExecutor
+
+    node = make_node(idle_timeout=0.3, use_sim_time=True)
+    assert node.get_clock().ros_time_is_active  # sim time, and no /clock is published here
+    node._on_image(conv.rgb_to_image(np.zeros((4, 4, 3), np.uint8), "rgb8", _header(10**18)))
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    deadline = time.monotonic() + 5.0
+    while not node.done.is_set() and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
+    executor.remove_node(node)
+    assert node.done.is_set()
+
+
 def test_node_registers_ground_truth_with_the_extrinsic_parameter(make_node: Any, tmp_path: Path) -> None:
     k_color, k_depth = (40.0, 40.0, 15.5, 11.5), (30.0, 30.0, 16.0, 12.0)
     node = make_node(extrinsic="0.01 0 0 0 0 0 1", max_frames=1)
@@ -304,10 +322,48 @@ def test_eval_launch_file_starts_what_the_runner_starts(monkeypatch: pytest.Monk
     assert dict(expected[1]["remappings"])["ground_truth"] == "/camera/depth/image_raw"
     [player] = recorded["process"]
     assert player["cmd"][2:4] == ["fusanet_ros.tools.bag_player", str(SAMPLE_BAG.resolve())]
-    assert len(recorded["handler"]) == 1 and len(recorded["shutdown"]) == 1  # the evaluator's exit ends the launch
+    assert len(recorded["handler"]) == 2 and len(recorded["shutdown"]) == 1  # the evaluator's exit ends the launch
+    failed = module._end_if_failed(types.SimpleNamespace(returncode=2), None)  # as does a failed player's
+    assert len(failed) == 1 and "exit 2" in recorded["shutdown"][-1]["reason"]
+    assert module._end_if_failed(types.SimpleNamespace(returncode=0), None) == []
+    assert "--clock" not in player["cmd"]
+    assert all("use_sim_time" not in k["parameters"][-1] for k in recorded["node"])
+
+
+def test_eval_launch_use_sim_time_plays_the_clock_and_sets_both_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorded: dict[str, list] = {}
+    for name, module in _fake_launch(recorded).items():
+        monkeypatch.setitem(sys.modules, name, module)
+    spec = importlib.util.spec_from_file_location("eval_launch", ROOT / "launch" / "eval.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = {a.name: a.default for a in eval_arguments()}
+    args.update(bag=str(SAMPLE_BAG), use_sim_time="true")
+    [opaque] = [e for e in module.generate_launch_description().args[0] if "function" in e.kwargs]
+    opaque.kwargs["function"](types.SimpleNamespace(launch_configurations=args))
+    assert [k["parameters"][-1].get("use_sim_time") for k in recorded["node"]] == [True, True]
+    [player] = recorded["process"]
+    assert player["cmd"][-1] == "--clock"
 
 
 # ------------------------------------------------------------------------- live against offline
+@pytest.mark.slow
+def test_eval_launch_ends_when_the_player_fails(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """A ground-truth topic the bag lacks: the player refuses, and the launch ends with its code (no hang)."""
+    import time
+
+    from fusanet_ros.startup.runner import pick_domain_id
+
+    values = {"bag": str(SAMPLE_BAG), "checkpoint": str(tiny_checkpoint), "device": "cpu",
+              "depth_topic": "/not/in/the/bag", "output_dir": str(tmp_path / "live"), "idle_timeout": 3.0,
+              "depth_parameters": {"input_size": [48, 64], "num_threads": 1}}
+    start = time.monotonic()
+    code = run_eval_launch(values, domain_id=pick_domain_id(), log_dir=tmp_path / "logs", timeout=120)
+    assert code == 2
+    assert time.monotonic() - start < 60
+    assert "/not/in/the/bag" in (tmp_path / "logs" / "player.log").read_text()
+
+
 @pytest.mark.slow
 def test_live_and_offline_give_the_same_metrics(tmp_path: Path, tiny_checkpoint: Path) -> None:
     """Bag player -> depth node -> evaluator over real DDS (three processes), against bag-eval."""

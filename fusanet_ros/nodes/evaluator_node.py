@@ -36,6 +36,7 @@ import time
 from typing import Any
 
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -143,7 +144,9 @@ class EvaluatorNode(Node):
         self._worker = threading.Thread(target=self._work, name="fusanet_eval", daemon=True)
         self._worker.start()
         self._subscribe()
-        self.create_timer(0.25, self._check_idle)
+        # Steady time: under use_sim_time a ROS-time timer stops with the bag's /clock, and the
+        # idle check that ends the evaluation would never run once the bag is over.
+        self.create_timer(0.25, self._check_idle, clock=Clock(clock_type=ClockType.STEADY_TIME))
         s = self.settings
         self.get_logger().info(
             f"evaluating {self.resolve_topic_name(PREDICTION_TOPIC)} against {self.resolve_topic_name('ground_truth')} "

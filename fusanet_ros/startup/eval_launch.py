@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from fusanet_ros.evaluation.pairing import DEFAULT_SLOP
 from fusanet_ros.startup.launch_description import DEFAULT_NAMESPACE
@@ -34,6 +34,8 @@ def eval_arguments() -> tuple[Any, ...]:
         LaunchArgument("depth_topic", "/camera/depth/image_raw", "ground-truth depth topic"),
         LaunchArgument("depth_camera_info_topic", "", "ground-truth camera_info topic (only used to register)"),
         *(depth[name] for name in ("params_file", "namespace", "checkpoint", "device")),
+        LaunchArgument("use_sim_time", "false",
+                       "true: the player publishes the bag's /clock (--clock) and both nodes run on it"),
         LaunchArgument("output_dir", "eval_report", "report folder"),
         LaunchArgument("slop", str(DEFAULT_SLOP), "max |stamp difference| in s between prediction and ground truth"),
         LaunchArgument("max_depth", "10.0", "metres scored (the depth node publishes +Inf beyond its own max_depth)"),
@@ -58,6 +60,7 @@ def eval_nodes(
     max_depth: str | float = 10.0,
     idle_timeout: str | float = 5.0,
     extrinsic: str = "",
+    use_sim_time: str | bool = "false",
     depth_parameters: dict[str, Any] | None = None,
     evaluator_parameters: dict[str, Any] | None = None,
     **_: Any,
@@ -66,15 +69,16 @@ def eval_nodes(
 
     String arguments come straight from launch arguments ("" = default); `*_parameters` override.
     """
-    from fusanet_ros.startup.launch_description import depth_nodes, NodeSpec, normalize_namespace
+    from fusanet_ros.startup.launch_description import depth_nodes, NodeSpec, normalize_namespace, parse_flag
 
     camera_info_topic = camera_info_topic or "/camera/color/camera_info"  # "" would be an invalid remapping
     nodes = depth_nodes(params_file=params_file, namespace=namespace, image_topic=image_topic,
                         camera_info_topic=camera_info_topic, checkpoint=checkpoint, device=device,
-                        extra_parameters=depth_parameters)
+                        use_sim_time=use_sim_time, extra_parameters=depth_parameters)
     params: dict[str, Any] = {"output_dir": str(Path(output_dir or "eval_report").expanduser().resolve()),
                               "slop": float(slop), "max_depth": float(max_depth), "idle_timeout": float(idle_timeout),
-                              **({"extrinsic": str(extrinsic)} if extrinsic else {})}
+                              **({"extrinsic": str(extrinsic)} if extrinsic else {}),
+                              **({"use_sim_time": True} if parse_flag(use_sim_time, "use_sim_time") else {})}
     params.update(evaluator_parameters or {})
     remaps = [("image", image_topic), ("ground_truth", depth_topic)]
     if depth_camera_info_topic:
@@ -85,15 +89,18 @@ def eval_nodes(
     return [*nodes, evaluator]
 
 
-def eval_player(bag: str, topics: Sequence[str], rate: str | float = 1.0, python: str | None = None) -> list[str]:
-    """Command line of the bag player (`fusanet play`) for the eval launch.
+def eval_player(values: dict[str, Any], python: str | None = None) -> list[str]:
+    """Command line of the bag player (`fusanet play`) for the eval launch of these launch arguments.
 
     It waits for a subscriber on each played topic: the depth node subscribes to camera_info only
-    once its model is loaded, so no frame is played into a node that is not ready.
+    once its model is loaded, so no frame is played into a node that is not ready. With
+    use_sim_time it publishes the bag's /clock, which the nodes then run on.
     """
+    from fusanet_ros.startup.launch_description import parse_flag
     from fusanet_ros.tools.bag_player import player_process
 
-    return player_process(bag, topics, rate, wait_for_subscribers=120, python=python)
+    return player_process(values["bag"], eval_player_topics(values), values.get("rate", 1.0), wait_for_subscribers=120,
+                          python=python, clock=parse_flag(values.get("use_sim_time", "false"), "use_sim_time"))
 
 
 def eval_player_topics(values: dict[str, Any]) -> list[str]:
@@ -110,8 +117,8 @@ def run_eval_launch(values: dict[str, Any], domain_id: int | None = None, log_di
     The player starts once the graph shows both nodes subscribed and the depth output matched
     (no frame is played into a node that is still loading its model); the run ends when the
     evaluator has written its report and exited (idle timeout, max_frames) or on SIGINT/SIGTERM
-    (forwarded to the evaluator, which then writes the report); the other processes are stopped
-    afterwards. Returns the evaluator's exit status.
+    (forwarded to the evaluator, which then writes the report), or when the player fails; the other
+    processes are stopped afterwards. Returns the evaluator's exit status, or the failed player's.
     """
     import os
     import signal
@@ -128,18 +135,23 @@ def run_eval_launch(values: dict[str, Any], domain_id: int | None = None, log_di
     try:
         runner.start()
         evaluator = next(proc for name, proc in runner.procs if name == "evaluator")
+        player_proc = None
         if values.get("bag"):
             domain = int(env.get("ROS_DOMAIN_ID") or os.environ.get("ROS_DOMAIN_ID") or 0)
             if not _wait_until_ready(runner, domain, values, lambda: bool(received) or time.monotonic() > deadline):
                 log.error("the depth node and the evaluator did not come up: not playing the bag")
             else:
-                player = eval_player(values["bag"], eval_player_topics(values), values.get("rate", 1.0))
-                runner.start_process("player", player)
+                player_proc = runner.start_process("player", eval_player(values))
         while evaluator.poll() is None and not received and time.monotonic() < deadline:
+            if player_proc is not None and player_proc.poll():
+                break  # the player failed (e.g. topics not in the bag): nothing more will come
             time.sleep(0.1)
-        if evaluator.poll() is None:  # interrupted or timed out: the evaluator writes its report on SIGINT
+        if evaluator.poll() is None:  # interrupted, timed out or no bag: the evaluator writes its report on SIGINT
             evaluator.send_signal(signal.SIGINT)
             evaluator.wait(30)
+        if player_proc is not None and player_proc.poll():
+            log.error("the bag player failed (exit %d): see its message above", player_proc.returncode)
+            return int(player_proc.returncode)
         return int(evaluator.returncode or 0)
     finally:
         runner.stop()

@@ -275,7 +275,7 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def player_process(bag: str | Path, topics: Sequence[str] = (), rate: float = 1.0, wait_for_subscribers: float = 0.0,
-                   python: str | None = None) -> list[str]:
+                   python: str | None = None, clock: bool = False) -> list[str]:
     """Build the command line that runs this player as a process (the demo's and the eval launch's).
 
     `python -m fusanet_ros.tools.bag_player` starts without the core CLI (and torch).
@@ -288,6 +288,8 @@ def player_process(bag: str | Path, topics: Sequence[str] = (), rate: float = 1.
         cmd += ["--topics", *[t for t in topics if t]]
     if wait_for_subscribers > 0:
         cmd += ["--wait-for-subscribers", f"{wait_for_subscribers:g}"]
+    if clock:
+        cmd.append("--clock")
     return cmd
 
 
