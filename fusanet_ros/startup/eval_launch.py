@@ -146,7 +146,8 @@ def run_eval_launch(values: dict[str, Any], domain_id: int | None = None, log_di
             if player_proc is not None and player_proc.poll():
                 break  # the player failed (e.g. topics not in the bag): nothing more will come
             time.sleep(0.1)
-        if evaluator.poll() is None:  # interrupted, timed out or no bag: the evaluator writes its report on SIGINT
+        # Interrupted, timed out or the player failed: the evaluator writes its report on SIGINT.
+        if evaluator.poll() is None:
             evaluator.send_signal(signal.SIGINT)
             evaluator.wait(30)
         if player_proc is not None and player_proc.poll():
