@@ -81,6 +81,9 @@ class Harness:
                 and p.wait_for_subscriber(TOPICS["image"] + "/compressed", 90)):
             self.close()
             pytest.fail(f"depth node did not come up:\n{self.logs()}")
+        if not p.wait_until_recorders_matched(TIMEOUT):  # else the first frame's outputs can be lost (flaky)
+            self.close()
+            pytest.fail(f"the depth node's outputs did not reach the probe:\n{self.logs()}")
         self.stamp = 1000
 
     def logs(self) -> str:

@@ -41,6 +41,7 @@ class Probe:
         self.node = rclpy.create_node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        self.recorders: list[Any] = []  # the subscriptions of record()
 
     def publisher(self, msg_type: type, topic: str, depth: int = 5) -> Any:
         """Create a reliable keep-last publisher, which reaches best-effort subscribers too."""
@@ -58,7 +59,7 @@ class Probe:
 
         qos = QoSProfile(depth=10,
                          reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE)
-        self.node.create_subscription(msg_type, topic, store, qos)
+        self.recorders.append(self.node.create_subscription(msg_type, topic, store, qos))
         return received
 
     def spin_until(self, condition: Callable[[], bool], timeout: float) -> bool:
@@ -78,6 +79,14 @@ class Probe:
 
     def wait_for_publisher(self, topic: str, timeout: float) -> bool:
         return self.spin_until(lambda: self.node.count_publishers(topic) > 0, timeout)
+
+    def wait_until_recorders_matched(self, timeout: float) -> bool:
+        """Wait until every record() subscription is matched to a publisher.
+
+        A publisher known to the graph (count_publishers) may not be matched to this reader yet, and
+        what it publishes before that is lost on volatile topics.
+        """
+        return self.spin_until(lambda: all(sub.get_publisher_count() > 0 for sub in self.recorders), timeout)
 
     def set_parameters(self, node_name: str, values: dict[str, Any], timeout: float = 10.0) -> list[Any]:
         """Call <node_name>/set_parameters; returns the SetParametersResult list (one per value)."""
