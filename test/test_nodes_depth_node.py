@@ -81,9 +81,14 @@ class Harness:
                 and p.wait_for_subscriber(TOPICS["image"] + "/compressed", 90)):
             self.close()
             pytest.fail(f"depth node did not come up:\n{self.logs()}")
-        if not p.wait_until_recorders_matched(TIMEOUT):  # else the first frame's outputs can be lost (flaky)
+        # Graph-level counts come before endpoint matching: wait until the camera_info and image
+        # writers reach both nodes' readers (a frame without its camera_info has no intrinsics, so
+        # no camera_info or cloud out) and the node's outputs reach the probe. Flaky in CI without.
+        inputs = ((self.pub_info, 2), (self.pub_image, 1), (self.pub_compressed, 1))
+        if not (p.spin_until(lambda: all(pub.get_subscription_count() >= n for pub, n in inputs), TIMEOUT)
+                and p.wait_until_recorders_matched(TIMEOUT)):
             self.close()
-            pytest.fail(f"the depth node's outputs did not reach the probe:\n{self.logs()}")
+            pytest.fail(f"the depth nodes' endpoints did not match the probe's:\n{self.logs()}")
         self.stamp = 1000
 
     def logs(self) -> str:
