@@ -302,13 +302,19 @@ def _fake_launch(recorded: dict[str, list]) -> dict[str, types.ModuleType]:
     return modules
 
 
-def test_eval_launch_file_starts_what_the_runner_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+def _load_eval_launch(monkeypatch: pytest.MonkeyPatch) -> tuple[types.ModuleType, dict[str, list]]:
+    """Import launch/eval.launch.py against the fake `launch`; return it and what its actions record."""
     recorded: dict[str, list] = {}
     for name, module in _fake_launch(recorded).items():
         monkeypatch.setitem(sys.modules, name, module)
     spec = importlib.util.spec_from_file_location("eval_launch", ROOT / "launch" / "eval.launch.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module, recorded
+
+
+def test_eval_launch_file_starts_what_the_runner_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    module, recorded = _load_eval_launch(monkeypatch)
     description = module.generate_launch_description()
     entities = description.args[0]
     declared = {e.name: e.default_value for e in entities if hasattr(e, "default_value")}
@@ -331,12 +337,7 @@ def test_eval_launch_file_starts_what_the_runner_starts(monkeypatch: pytest.Monk
 
 
 def test_eval_launch_use_sim_time_plays_the_clock_and_sets_both_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
-    recorded: dict[str, list] = {}
-    for name, module in _fake_launch(recorded).items():
-        monkeypatch.setitem(sys.modules, name, module)
-    spec = importlib.util.spec_from_file_location("eval_launch", ROOT / "launch" / "eval.launch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module, recorded = _load_eval_launch(monkeypatch)
     args = {a.name: a.default for a in eval_arguments()}
     args.update(bag=str(SAMPLE_BAG), use_sim_time="true")
     [opaque] = [e for e in module.generate_launch_description().args[0] if "function" in e.kwargs]
