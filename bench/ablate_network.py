@@ -95,7 +95,7 @@ def score(checkpoint: Path) -> dict[str, dict[str, float]]:
 
     from fusanet_core import load_config, Predictor
     from fusanet_core.datasets import build_source
-    from fusanet_core.metrics import MetricAccumulator
+    from fusanet_core.evaluation.metrics import MetricAccumulator
 
     torch.set_num_threads(1)
     predictor = Predictor.from_checkpoint(checkpoint, "cpu")

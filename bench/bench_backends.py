@@ -56,7 +56,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from fusanet_core.predictor import default_checkpoint, Predictor
+    from fusanet_core.inference.predictor import default_checkpoint, Predictor
 
     torch.set_num_threads(args.threads)  # the onnxruntime backend takes its intra-op threads from here
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()

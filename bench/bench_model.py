@@ -102,14 +102,14 @@ def onnx_session(name: str, model: torch.nn.Module, directory: str, threads: int
     import numpy as np
     import onnxruntime as ort
 
-    from fusanet_core import export
+    from fusanet_core.inference import export, onnx_graph
 
     path = os.path.join(directory, f"{name}.onnx")
     h, w = LATENCY_SIZE
     try:
         if name == "fastdepth":
             torch.onnx.export(copy.deepcopy(model), (torch.rand(1, 3, h, w),), path, input_names=["rgb"],
-                              opset_version=export.DEFAULT_OPSET, dynamo=False)
+                              opset_version=onnx_graph.DEFAULT_OPSET, dynamo=False)
         else:  # the RGB-only graph (0 input point rows; the salient points are inside it)
             export.export_model(copy.deepcopy(model), path, LATENCY_SIZE, max_points=0)
     except Exception as err:  # report and go on: the other variants still run
@@ -119,7 +119,7 @@ def onnx_session(name: str, model: torch.nn.Module, directory: str, threads: int
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     rgb = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
-    given = {"rgb": rgb, "intrinsics": export.default_intrinsics_array(h, w)}
+    given = {"rgb": rgb, "intrinsics": onnx_graph.default_intrinsics_array(h, w)}
     feeds = {i.name: given[i.name] for i in session.get_inputs()}
     return (session, feeds), None
 
@@ -129,7 +129,7 @@ def predictor_for(name: str, backend: str = "torch", cache_dir: str | None = Non
 
     The onnxruntime backend uses the RGB-only graph (max_points 0), exported into `cache_dir`.
     """
-    from fusanet_core.predictor import Predictor
+    from fusanet_core.inference.predictor import Predictor
 
     cfg = preset_config(name)
     cfg.inference.input_size = LATENCY_SIZE
@@ -233,7 +233,7 @@ def main() -> None:
                     session, feeds = made
                     calls[f"{name}|onnxruntime"] = lambda s=session, f=feeds: s.run(None, f)
         if FRAME.is_file():
-            from fusanet_core.image_io import read_rgb
+            from fusanet_core.io.images import read_rgb
 
             frame = read_rgb(FRAME)
             report["frame"] = f"{FRAME.relative_to(ROOT)} ({frame.shape[1]}x{frame.shape[0]})"

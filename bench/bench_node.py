@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fusanet_core.metrics import timing_summary  # noqa: E402
+from fusanet_core.evaluation.metrics import timing_summary  # noqa: E402
 from fusanet_ros.nodes import conversions as conv  # noqa: E402
 
 FRAME = ROOT / "sample" / "tum_rgbd" / "00.color.jpg"
@@ -71,7 +71,7 @@ def standalone_predict_ms(checkpoint: Path, input_size: list[int] | None, thread
     """Median Predictor.predict time in this process (same image, same intrinsics, same threads)."""
     import torch
 
-    from fusanet_core.predictor import Predictor
+    from fusanet_core.inference.predictor import Predictor
 
     if threads:
         torch.set_num_threads(threads)
@@ -92,7 +92,8 @@ def run(args: argparse.Namespace) -> dict[str, float | str]:
 
     from fusanet_ros.startup.launch_description import depth_nodes
     from fusanet_ros.startup.probe import Probe
-    from fusanet_ros.startup.runner import dds_env, pick_domain_id, Runner
+    from fusanet_ros.startup.dds import dds_env, pick_domain_id
+    from fusanet_ros.startup.runner import Runner
 
     checkpoint, model_note = _checkpoint(args)
     standalone = standalone_predict_ms(checkpoint, args.input_size, args.threads)
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, float | str]:
 
 def _checkpoint(args: argparse.Namespace) -> tuple[Path, str]:
     """Return the given or bundled checkpoint, else an untrained one of --preset (same compute cost)."""
-    from fusanet_core.predictor import DEFAULT_CHECKPOINT
+    from fusanet_core.checkpoint import DEFAULT_CHECKPOINT
 
     if args.checkpoint:
         return Path(args.checkpoint).resolve(), Path(args.checkpoint).name

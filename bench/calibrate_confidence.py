@@ -5,7 +5,7 @@ network, `scale_local` fit) on up to --frames-per-set frames spread evenly over 
 block of the config (`data.val`), once without points and once per --points count (SIFT
 keypoints with 3 % noise and 5 % outliers, bench/eval_sets.py's "noisy" points). On
 --pixels-per-frame seeded random valid ground-truth pixels per frame and condition (full
-ground-truth resolution, caps 1e-3..10 m) it fits `fusanet_core.confidence`'s score (logistic
+ground-truth resolution, caps 1e-3..10 m) it fits `fusanet_core.inference.confidence`'s score (logistic
 regression on the raw confidence and the distance to the fit's points) and the monotone map of
 that score, and writes a copy of the checkpoint (fp16, its training info kept, as
 bench/bundle_checkpoint.py does) with both in `inference.confidence_*`. The unseen sets
@@ -40,10 +40,10 @@ import torch
 
 from fusanet_core import load_config, Predictor
 from fusanet_core.checkpoint import load_model, read_checkpoint, save_checkpoint
-from fusanet_core.confidence import (Calibration, FEATURES, fit_calibration, kept_by_threshold, quantile_edges,
+from fusanet_core.inference.confidence import (Calibration, FEATURES, fit_calibration, kept_by_threshold, quantile_edges,
                                      reliability, score_features)
-from fusanet_core.metrics import valid_mask
-from fusanet_core.point_fit import fit_to_points
+from fusanet_core.evaluation.metrics import valid_mask
+from fusanet_core.inference.point_fit import fit_to_points
 
 GROUPS = ("val", "unseen")  # fitted on; checked only
 TABLE_BINS = 10

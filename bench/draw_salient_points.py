@@ -27,7 +27,7 @@ DATA = ROOT.parent / "shared" / "data"
 
 from fusanet_core import load_config, Predictor  # noqa: E402, I100 (needs the sys.path insert above)
 from fusanet_core.datasets import build_source  # noqa: E402
-from fusanet_core.image_io import colorize_depth  # noqa: E402
+from fusanet_core.io.images import colorize_depth  # noqa: E402
 
 TILE_WIDTH = 320
 

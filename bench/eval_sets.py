@@ -4,7 +4,7 @@ For every validation block (config `data.val`) and every unseen set (`data.unsee
 never trained on) of a training config, on up to --frames-per-set frames spread evenly over the set:
 
 * the new checkpoint RGB only; primed with K points (K in --points); and each of these fitted to
-  the same K points afterwards (`fusanet_core.point_fit`, --fits scale scale_local scale_shift);
+  the same K points afterwards (`fusanet_core.inference.point_fit`, --fits scale scale_local scale_shift);
 * baselines on the same frames and points: the per-frame median of the ground truth (an ORACLE
   constant: it knows the true scale of every frame), the training-median constant (the median
   ground truth of `data.train`, as a user without points could guess), linear interpolation of
@@ -54,10 +54,10 @@ from fusanet_core import load_config, Predictor
 from fusanet_core.datasets import build_source, parse_spec, resolve_path, split_repeat
 from fusanet_core.datasets.base import range_label
 from fusanet_core.datasets.transforms import Frame
-from fusanet_core.image_io import read_rgb
-from fusanet_core.metrics import compute_metrics, valid_mask
-from fusanet_core.point_fit import fit_to_points
-from fusanet_core.predictor import FIRST_CHECKPOINT
+from fusanet_core.io.images import read_rgb
+from fusanet_core.evaluation.metrics import compute_metrics, valid_mask
+from fusanet_core.inference.point_fit import fit_to_points
+from fusanet_core.checkpoint import FIRST_CHECKPOINT
 
 POINT_KINDS = {"exact": (0.0, 0.0), "noisy": (0.03, 0.05)}  # (relative noise sigma, outlier share)
 FITS = ("scale", "scale_local", "scale_shift")

@@ -4,7 +4,7 @@
 of the image (textured places, not a uniform grid), with the ground-truth depth there, optionally
 with relative depth noise and outliers. `interpolate_points` is the no-network baseline: plain
 linear interpolation of the points (Delaunay, inside their convex hull), the nearest point's
-depth outside it. The interpolation itself is `fusanet_core.scattered` (also half of the `scale_local` fit).
+depth outside it. The interpolation itself is `fusanet_core.inference.interpolation` (also half of the `scale_local` fit).
 
 Used by bench/eval_sets.py together with fusanet_core/point_fit.py.
 """
@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusanet_core import scattered
-from fusanet_core.points import sift_guiding_points
+from fusanet_core.inference import interpolation as scattered
+from fusanet_core.model.points import sift_guiding_points
 
 
 def keypoint_points(rgb: np.ndarray, depth: np.ndarray, n: int, rng: np.random.Generator, noise: float = 0.0,
                     outlier_share: float = 0.0) -> np.ndarray:
     """Up to `n` points (u, v, z) at SIFT keypoints on valid ground truth, as a SLAM map gives them.
 
-    The strongest keypoints (a random `n` of the strongest 2n, fusanet_core.points.sift_guiding_points)
+    The strongest keypoints (a random `n` of the strongest 2n, fusanet_core.model.points.sift_guiding_points)
     at valid ground-truth pixels (finite, > 0); when the image has fewer, random valid pixels fill
     up to `n` (fewer only when the image has fewer valid pixels). Depths then get the noise model:
 

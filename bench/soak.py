@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 # E402, I100: bench_node is importable only after the sys.path insert above
 from bench_node import IMAGE, INFO, node_counters  # noqa: E402, I100  (the camera stand-in's topics)
 
-from fusanet_core.metrics import timing_summary  # noqa: E402
+from fusanet_core.evaluation.metrics import timing_summary  # noqa: E402
 
 NAMESPACE = "soak"
 DEPTH = f"/{NAMESPACE}/depth/image"
@@ -59,7 +59,8 @@ def soak(args: argparse.Namespace) -> dict:
     from fusanet_ros.nodes import conversions as conv
     from fusanet_ros.startup.launch_description import depth_nodes
     from fusanet_ros.startup.probe import Probe
-    from fusanet_ros.startup.runner import dds_env, pick_domain_id, Runner
+    from fusanet_ros.startup.dds import dds_env, pick_domain_id
+    from fusanet_ros.startup.runner import Runner
 
     domain = pick_domain_id()
     params = {"diagnostics_period": 1.0, "num_threads": args.threads}

@@ -1,7 +1,11 @@
 """FuSaNet core: the network, losses, metrics, datasets, trainer and predictor. No ROS needed.
 
-The names below load on first use, so that light modules (`fusanet_core.bags`,
-`fusanet_core.msg_arrays`, used by the bag player and the ROS conversions) do not import torch.
+The package by layer: `model/` (the network), `datasets/`, `training/`, `inference/` (the
+Predictor), `evaluation/`, `io/` (images, bags, messages), and beside them `config`, `checkpoint`,
+`geometry`, `device`, `errors` and the `cli` (docs/architecture.md).
+
+The names below load on first use, so that light modules (`fusanet_core.io.bags`,
+`fusanet_core.io.messages`, used by the bag player and the ROS conversions) do not import torch.
 """
 
 from __future__ import annotations
@@ -10,14 +14,15 @@ import importlib
 from typing import Any, TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .checkpoint import default_checkpoint
     from .config import Config, load_config, ModelConfig, preset_config
+    from .inference.predictor import Predictor
     from .model import build_model, FuSaNet
-    from .predictor import default_checkpoint, Predictor
 
 _EXPORTS = {
     "Config": "config", "ModelConfig": "config", "load_config": "config", "preset_config": "config",
     "FuSaNet": "model", "build_model": "model",
-    "Predictor": "predictor", "default_checkpoint": "predictor",
+    "Predictor": "inference.predictor", "default_checkpoint": "checkpoint",
 }  # fmt: skip
 
 # Spelled out (pyflakes reads only a literal __all__, and so sees the TYPE_CHECKING imports used);

@@ -17,9 +17,9 @@ import numpy as np
 from .checkpoint import CheckpointError
 from .config import Config, load_config
 from .errors import error_reason
-from .evaluate import evaluate
-from .metrics import format_table
-from .trainer import Trainer, TrainingError
+from .evaluation.evaluate import evaluate
+from .evaluation.metrics import format_table
+from .training.trainer import Trainer, TrainingError
 
 USER_ERRORS = (ValueError, FileNotFoundError, CheckpointError, OSError, KeyError)
 
@@ -48,8 +48,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .image_io import list_images, read_rgb, write_confidence_png, write_depth_png, write_rgb
-    from .predictor import Predictor
+    from .io.images import list_images, read_rgb, write_confidence_png, write_depth_png, write_rgb
+    from .inference.predictor import Predictor
 
     images = list_images(args.inputs)
     predictor = Predictor.from_checkpoint(args.checkpoint, args.device, args.fp16 or None, args.input_size,
@@ -61,7 +61,7 @@ def run_predict(args: argparse.Namespace) -> int:
         depth = result["depth"]
         write_depth_png(out / f"{path.stem}_depth.png", depth)
         write_confidence_png(out / f"{path.stem}_confidence.png", result["confidence"])
-        from .preview import depth_preview  # image | coloured depth | colour bar in metres
+        from .io.preview import depth_preview  # image | coloured depth | colour bar in metres
 
         write_rgb(out / f"{path.stem}_preview.png", depth_preview(rgb, depth))
         print(f"{path.name}: depth {np.median(depth):.2f} m median ({depth.min():.2f}-{depth.max():.2f} m), "
@@ -177,7 +177,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .export import export_onnx
+    from .inference.export import export_onnx
 
     input_size = tuple(args.input_size) if args.input_size else None
     if args.max_points < 0:

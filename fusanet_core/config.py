@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .confidence import check_knots, check_weights
+from .confidence_rules import check_knots, check_weights
 
 
 @dataclass(frozen=True)

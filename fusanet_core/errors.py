@@ -10,3 +10,7 @@ def error_reason(err: BaseException, limit: int | None = None) -> str:
     """
     text = str(err).strip()
     return (text.splitlines()[0] if text else type(err).__name__)[:limit]
+
+
+class ConversionError(ValueError):
+    """Input data (a message, a camera's intrinsics) that cannot be converted; the message says why."""

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from fusanet_core import scattered
+from fusanet_core.inference import interpolation as scattered
 from fusanet_core.datasets import build_source
-from fusanet_core.metrics import compute_metrics
-from fusanet_core.model_health import point_coverage
-from fusanet_core.predictor import DEFAULT_CHECKPOINT, Predictor
+from fusanet_core.evaluation.metrics import compute_metrics
+from fusanet_core.training.model_health import point_coverage
+from fusanet_core.checkpoint import DEFAULT_CHECKPOINT
+from fusanet_core.inference.predictor import Predictor
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample" / "tum_rgbd"
 pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="no bundled checkpoint")

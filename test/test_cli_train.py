@@ -148,7 +148,7 @@ def test_eval_of_a_list_file_with_its_own_rgb_and_depth_roots(tmp_path, monkeypa
     """KITTI / NYU lists name RGB and depth relative to two roots that need not hold the list."""
     import numpy as np
 
-    from fusanet_core.predictor import default_checkpoint
+    from fusanet_core.inference.predictor import default_checkpoint
 
     rgb_root, gt_root = tmp_path / "raw", tmp_path / "gt"
     for root in (rgb_root / "scene", gt_root / "scene"):

@@ -5,7 +5,7 @@ import pytest
 
 from fusanet_core import Predictor, preset_config
 from fusanet_core.checkpoint import load_model
-from fusanet_core.confidence import (anchor_distance, Calibration, fit_calibration, pool_adjacent_violators,
+from fusanet_core.inference.confidence import (anchor_distance, Calibration, fit_calibration, pool_adjacent_violators,
                                      reliability, score_features)
 from fusanet_core.config import config_from_dict, InferenceConfig
 

@@ -24,7 +24,7 @@ from fusanet_core.datasets import (
 from fusanet_core.datasets import transforms as T
 from fusanet_core.datasets.base import resolve_path
 from fusanet_core.datasets.manifest import ManifestSource
-from fusanet_core.points import PointBatch
+from fusanet_core.model.points import PointBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample" / "tum_rgbd"

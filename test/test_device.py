@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fusanet_core import predictor
+from fusanet_core.inference import predictor
 from fusanet_core.config import config_from_dict
 from fusanet_core.device import check_device_name, resolve_device
-from fusanet_core.trainer import Trainer
+from fusanet_core.training.trainer import Trainer
 
 
 @pytest.fixture

@@ -21,19 +21,15 @@ pytest.importorskip("rosbags")
 from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 from rosbags.typesys import get_typestore, Stores  # noqa: E402
 
-from fusanet_core.bags import closest_topic, open_bag  # noqa: E402
-from fusanet_core.metrics import compute_metrics  # noqa: E402
-from fusanet_core.msg_arrays import image_to_depth  # noqa: E402
-from fusanet_ros.evaluation.bag_eval import BagEvalOptions, evaluate_bag  # noqa: E402
-from fusanet_ros.evaluation.pairing import pair_nearest  # noqa: E402
-from fusanet_ros.evaluation.registration import (  # noqa: E402
-    parse_extrinsic,
-    realsense_extrinsic,
-    register_depth,
-    RigidTransform,
-    tf_static_extrinsic,
-)
-from fusanet_ros.evaluation.report import (  # noqa: E402
+from fusanet_core.io.bags import closest_topic, open_bag  # noqa: E402
+from fusanet_core.evaluation.metrics import compute_metrics  # noqa: E402
+from fusanet_core.io.messages import image_to_depth  # noqa: E402
+from fusanet_core.evaluation.bag_eval import BagEvalOptions, evaluate_bag  # noqa: E402
+from fusanet_core.evaluation.pairing import pair_nearest  # noqa: E402
+from fusanet_core.evaluation.registration import realsense_extrinsic, register_depth, tf_static_extrinsic  # noqa: E402
+from fusanet_core.geometry import parse_extrinsic, RigidTransform  # noqa: E402
+from fusanet_core.evaluation.report import write_report  # noqa: E402
+from fusanet_core.evaluation.scoring import (  # noqa: E402
     EvalSettings,
     Evaluation,
     PanelKeeper,
@@ -244,7 +240,7 @@ def test_evaluation_scores_holes_as_coverage_and_counts_skips(tmp_path: Path) ->
     wide = ev.add(5, np.full((12, 32), 2.5, np.float32), gt)
     assert wide.status == "size_mismatch" and "aspect" in wide.message
     ev.add_missing(6, "unpaired", "no ground truth")
-    paths = ev.write(tmp_path, {"mode": "test"})
+    paths = write_report(ev, tmp_path, {"mode": "test"})
     data = json.loads(paths["json"].read_text())  # strict JSON: NaN would not parse back as a number
     assert data["counts"]["ok"] == 2 and data["counts"]["no_valid_gt"] == 1 and data["counts"]["size_mismatch"] == 1
     assert data["summary"]["n_images"] == 2 and sum(data["error_histogram"]["counts"]) == 96 + 192
@@ -277,7 +273,7 @@ def test_sample_bag_end_to_end_matches_a_direct_computation(tmp_path: Path, tiny
                                                             capsys: pytest.CaptureFixture) -> None:
     from rosbags.highlevel import AnyReader
 
-    from fusanet_core.predictor import Predictor
+    from fusanet_core.inference.predictor import Predictor
     from fusanet_ros.nodes import conversions as conv
 
     bag, out = _sample_bag(tmp_path), tmp_path / "report"
@@ -408,7 +404,7 @@ def test_identical_topics_are_refused_before_anything_runs(tmp_path: Path, capsy
 
 def test_nothing_scored_names_the_real_reason_and_writes_no_report(tmp_path: Path, tiny_checkpoint: Path,
                                                                    capsys: pytest.CaptureFixture) -> None:
-    from fusanet_ros.evaluation.bag_eval import NothingScoredError
+    from fusanet_core.evaluation.bag_eval import NothingScoredError
 
     rgb, mm, k = small_frame(0)
     t = 10**18
@@ -474,8 +470,8 @@ def d435() -> Path:
 
 
 def test_d435_registration_matches_the_reference(d435: Path) -> None:
-    from fusanet_ros.evaluation.bag_eval import _Messages
-    from fusanet_ros.evaluation.registration import camera_model, Registration
+    from fusanet_core.evaluation.bag_eval import _Messages
+    from fusanet_core.evaluation.registration import camera_model, Registration
 
     reader = open_bag(d435 / D435_FORMS["ros1"])
     try:

@@ -1,4 +1,4 @@
-"""Tests of fusanet_core.losses: exact values on tiny maps, invariances, masks, gradients."""
+"""Tests of fusanet_core.training.losses: exact values on tiny maps, invariances, masks, gradients."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fusanet_core.config import LossConfig
-from fusanet_core.losses import (
+from fusanet_core.training.losses import (
     confidence_term,
     depth_confidence_loss,
     downsample_target,
@@ -412,7 +412,7 @@ def test_sparse_loss_never_rewards_worse_pixels_away_from_the_points():
 
 
 def test_saliency_target_and_loss():
-    from fusanet_core.losses import saliency_loss, saliency_target
+    from fusanet_core.training.losses import saliency_loss, saliency_target
 
     gt = torch.full((1, 1, 4, 4), 2.0)
     d1 = gt.clone()
@@ -430,7 +430,7 @@ def test_saliency_target_and_loss():
 
 def test_silog_is_scale_invariant_at_lambda_one_and_unet_loss_runs():
     from fusanet_core.config import LossConfig
-    from fusanet_core.losses import silog_loss, unet_loss
+    from fusanet_core.training.losses import silog_loss, unet_loss
 
     torch.manual_seed(0)
     gt = 1 + torch.rand(2, 1, 16, 16)

@@ -1,4 +1,4 @@
-"""Tests of fusanet_core.metrics against hand-computed values and a loop reference."""
+"""Tests of fusanet_core.evaluation.metrics against hand-computed values and a loop reference."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fusanet_core.metrics import (
+from fusanet_core.evaluation.metrics import (
     compute_metrics,
     crop_box,
     crop_mask,

@@ -10,7 +10,7 @@ import torch
 from fusanet_core import build_model, preset_config
 from fusanet_core.config import ModelConfig, PRESETS
 from fusanet_core.model import FuSaNet
-from fusanet_core.points import PointBatch
+from fusanet_core.model.points import PointBatch
 
 
 def _points(batch: int, h: int, w: int, n: int, seed: int = 0) -> PointBatch:
@@ -145,7 +145,7 @@ def test_bundled_checkpoint_loads_as_the_v1_network(sample_frame):
     import numpy as np
 
     from fusanet_core.checkpoint import load_model
-    from fusanet_core.predictor import FIRST_CHECKPOINT
+    from fusanet_core.checkpoint import FIRST_CHECKPOINT
 
     model, cfg = load_model(FIRST_CHECKPOINT)
     m = cfg.model

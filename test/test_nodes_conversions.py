@@ -199,7 +199,7 @@ def test_cloud_reader_handles_padding_float64_and_bad_layouts() -> None:
 
 
 def test_core_pointfield_table_matches_sensor_msgs() -> None:
-    from fusanet_core.msg_arrays import POINTFIELD_DTYPES
+    from fusanet_core.io.messages import POINTFIELD_DTYPES
 
     names = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "UINT16": np.uint16, "INT32": np.int32,
              "UINT32": np.uint32, "FLOAT32": np.float32, "FLOAT64": np.float64}

@@ -28,7 +28,8 @@ from std_msgs.msg import Header  # noqa: E402
 from fusanet_ros.nodes import conversions as conv  # noqa: E402
 from fusanet_ros.startup.launch_description import depth_nodes  # noqa: E402
 from fusanet_ros.startup.probe import Probe  # noqa: E402
-from fusanet_ros.startup.runner import dds_env, pick_domain_id, Runner, shm_files  # noqa: E402
+from fusanet_ros.startup.dds import dds_env, pick_domain_id, shm_files  # noqa: E402
+from fusanet_ros.startup.runner import Runner  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample" / "tum_rgbd"
@@ -581,9 +582,9 @@ def _processes_in_sessions(sids: list[int]) -> list[int]:
 
 
 def _held_by_live_process(name: str) -> bool:
-    from fusanet_ros.startup.runner import _held
+    from fusanet_ros.startup.dds import segment_held
 
-    return name.startswith("sem.") or _held(name)
+    return name.startswith("sem.") or segment_held(name)
 
 
 @pytest.mark.skipif(not any((ROOT / "fusanet_core" / "weights").glob("*.pt")),
@@ -593,7 +594,7 @@ def test_priming_moves_depth_toward_the_points_with_the_bundled_model(tmp_path: 
 
     In-process: the node passes points to Predictor.predict; the DDS path is covered above.
     """
-    from fusanet_core.predictor import Predictor
+    from fusanet_core.inference.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(None, "cpu")
     rgb = cv2.cvtColor(cv2.imread(str(SAMPLE / "00.color.jpg")), cv2.COLOR_BGR2RGB)

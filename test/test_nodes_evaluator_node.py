@@ -21,10 +21,11 @@ pytest.importorskip("rclpy")
 
 from std_msgs.msg import Header  # noqa: E402
 
-from fusanet_core.metrics import compute_metrics  # noqa: E402
-from fusanet_ros.evaluation.bag_eval import BagEvalOptions, evaluate_bag  # noqa: E402
-from fusanet_ros.evaluation.pairing import StampPairing  # noqa: E402
-from fusanet_ros.evaluation.registration import register_depth, RigidTransform  # noqa: E402
+from fusanet_core.evaluation.metrics import compute_metrics  # noqa: E402
+from fusanet_core.evaluation.bag_eval import BagEvalOptions, evaluate_bag  # noqa: E402
+from fusanet_core.evaluation.pairing import StampPairing  # noqa: E402
+from fusanet_core.evaluation.registration import register_depth  # noqa: E402
+from fusanet_core.geometry import RigidTransform  # noqa: E402
 from fusanet_ros.nodes import conversions as conv  # noqa: E402
 from fusanet_ros.nodes.evaluator_node import EvaluatorNode, PARAMETERS, validate_settings  # noqa: E402
 from fusanet_ros.nodes.params import defaults  # noqa: E402
@@ -99,7 +100,7 @@ def test_invalid_parameters_are_named(name: str, value: Any, match: str) -> None
 
 
 def test_bad_parameters_exit_2_with_one_line(tmp_path: Path) -> None:
-    from fusanet_ros.startup.runner import dds_env, pick_domain_id
+    from fusanet_ros.startup.dds import dds_env, pick_domain_id
 
     result = subprocess.run([sys.executable, "-m", "fusanet_ros.nodes.evaluator_node", "--ros-args", "-p", "slop:=-1.0",
                              "-p", f"output_dir:={tmp_path}"], env=dds_env(pick_domain_id()), capture_output=True,
@@ -126,7 +127,7 @@ def test_sigint_writes_the_report(tmp_path: Path) -> None:
     import signal
     import time
 
-    from fusanet_ros.startup.runner import dds_env, pick_domain_id
+    from fusanet_ros.startup.dds import dds_env, pick_domain_id
 
     log = tmp_path / "evaluator.log"
     with open(log, "wb") as out:
@@ -157,7 +158,7 @@ def make_node(tmp_path: Path) -> Any:
     from rclpy.signals import SignalHandlerOptions
 
     from fusanet_ros.startup.probe import prepare_process_env
-    from fusanet_ros.startup.runner import pick_domain_id
+    from fusanet_ros.startup.dds import pick_domain_id
 
     domain = pick_domain_id()
     prepare_process_env(domain)
@@ -353,7 +354,7 @@ def test_eval_launch_ends_when_the_player_fails(tmp_path: Path, tiny_checkpoint:
     """A ground-truth topic the bag lacks: the player refuses, and the launch ends with its code (no hang)."""
     import time
 
-    from fusanet_ros.startup.runner import pick_domain_id
+    from fusanet_ros.startup.dds import pick_domain_id
 
     values = {"bag": str(SAMPLE_BAG), "checkpoint": str(tiny_checkpoint), "device": "cpu",
               "depth_topic": "/not/in/the/bag", "output_dir": str(tmp_path / "live"), "idle_timeout": 3.0,
@@ -368,7 +369,7 @@ def test_eval_launch_ends_when_the_player_fails(tmp_path: Path, tiny_checkpoint:
 @pytest.mark.slow
 def test_live_and_offline_give_the_same_metrics(tmp_path: Path, tiny_checkpoint: Path) -> None:
     """Bag player -> depth node -> evaluator over real DDS (three processes), against bag-eval."""
-    from fusanet_ros.startup.runner import pick_domain_id
+    from fusanet_ros.startup.dds import pick_domain_id
 
     if not (SAMPLE_BAG / "metadata.yaml").is_file():
         pytest.skip("sample/tum_rgbd_bag is not in this checkout")

@@ -16,9 +16,10 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from fusanet_core import build_model, export, onnx_backend, preset_config  # noqa: E402
-from fusanet_core.checkpoint import save_checkpoint  # noqa: E402
-from fusanet_core.predictor import Predictor  # noqa: E402
+from fusanet_core import build_model, preset_config  # noqa: E402
+from fusanet_core.checkpoint import file_sha256, save_checkpoint  # noqa: E402
+from fusanet_core.inference import export, onnx_graph, onnx_runtime  # noqa: E402
+from fusanet_core.inference.predictor import Predictor  # noqa: E402
 
 TOL = 1e-4
 
@@ -96,12 +97,12 @@ def test_points_graph_with_padding_anywhere_and_no_valid_point_matches_eager(tin
     """
     _, onnx_p, _ = tiny
     session = onnx_p.onnx_sessions()[16]
-    graph = export.InferenceGraph(onnx_p.model, 16).eval()
+    graph = onnx_graph.InferenceGraph(onnx_p.model, 16).eval()
     rgb = export.sample_input(64, 96, seed=4)
-    k = export.default_intrinsics_array(64, 96)
+    k = onnx_graph.default_intrinsics_array(64, 96)
     for valid_rows in (0, 5, 16):
         points, valid = export.sample_points(64, 96, 16, valid_rows, seed=valid_rows)
-        outs = onnx_backend.run(session, rgb.numpy(), points.numpy(), valid.numpy(), k)
+        outs = onnx_runtime.run(session, rgb.numpy(), points.numpy(), valid.numpy(), k)
         with torch.no_grad():
             # eager reference: only the real points, in their order, no padding
             real = points[valid].unsqueeze(0)
@@ -122,7 +123,7 @@ def test_configured_input_size_and_cli_backend(tmp_path, monkeypatch, sample_fra
     torch_p = Predictor.from_checkpoint(ckpt, "cpu", input_size=(48, 80))
     pts = known_points(sample_frame, 30)
     assert_agree(onnx_p.predict(sample_frame["rgb"], points=pts), torch_p.predict(sample_frame["rgb"], points=pts))
-    sha = export.file_sha256(ckpt)
+    sha = file_sha256(ckpt)
     assert sorted(p.name for p in cache.glob("*.onnx")) == [f"{sha}-48x80-0.onnx", f"{sha}-48x80-32.onnx"]
 
     import cv2
@@ -161,7 +162,7 @@ def test_cache_is_reused_and_a_mismatching_or_damaged_file_is_rebuilt(tiny, monk
                       cache_dir=cache)
     np.testing.assert_array_equal(third.predict(rgb)["depth"], want["depth"])
     assert sorted(calls) == sorted([again._graphs.path(0), again._graphs.path(16)])
-    assert onnx_p._graphs._mismatch(path, export.graph_metadata(onnx_p._graphs.sha256, 64, 96, 16)) is None
+    assert onnx_p._graphs._mismatch(path, onnx_graph.graph_metadata(onnx_p._graphs.sha256, 64, 96, 16)) is None
 
 
 def test_more_points_than_the_graph_takes_are_thinned(tiny, caplog):
@@ -183,7 +184,7 @@ def test_missing_onnxruntime_names_the_install(monkeypatch):
 
 def test_providers_follow_the_device_rule(tmp_path):
     cpu, gpu = ["CPUExecutionProvider"], ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    choose = onnx_backend.choose_providers
+    choose = onnx_runtime.choose_providers
     assert choose("cpu", gpu) == (["CPUExecutionProvider"], torch.device("cpu"))
     assert choose("auto", cpu, cuda_visible=True)[1] == torch.device("cpu")
     assert choose("auto", gpu, cuda_visible=False)[1] == torch.device("cpu")
@@ -209,9 +210,9 @@ def test_fusanet_export_writes_the_points_graph(tmp_path):
     session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     assert [(i.name, i.shape) for i in session.get_inputs()] == [
         ("rgb", [1, 3, 48, 64]), ("points", [1, 8, 3]), ("points_valid", [1, 8]), ("intrinsics", [1, 4])]
-    assert [o.name for o in session.get_outputs()] == list(export.OUTPUT_NAMES)
+    assert [o.name for o in session.get_outputs()] == list(onnx_graph.OUTPUT_NAMES)
     meta = session.get_modelmeta().custom_metadata_map
-    assert meta["fusanet.checkpoint_sha256"] == export.file_sha256(ckpt) and meta["fusanet.input_size"] == "48x64"
+    assert meta["fusanet.checkpoint_sha256"] == file_sha256(ckpt) and meta["fusanet.input_size"] == "48x64"
 
 
 class _SwappedSelection:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusanet_core.point_fit import fit_to_points, PointFit, sample_depth
+from fusanet_core.inference.point_fit import fit_to_points, PointFit, sample_depth
 
 H, W = 60, 80
 
@@ -183,7 +183,7 @@ def test_scale_local_follows_the_points_and_not_across_a_predicted_depth_edge():
 
 def test_scale_local_thins_a_dense_cloud_to_a_bounded_anchor_count():
     """A dense LiDAR-like cloud: at most LOCAL_MAX_ANCHORS anchors (bounded time per frame), still spread out."""
-    from fusanet_core.point_fit import LOCAL_MAX_ANCHORS
+    from fusanet_core.inference.point_fit import LOCAL_MAX_ANCHORS
 
     h, w = 120, 160
     yy, xx = np.mgrid[0:h, 0:w]

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from fusanet_core.points import PointBatch, sift_guiding_points
+from fusanet_core.model.points import PointBatch, sift_guiding_points
 
 
 def test_sift_points_lie_on_valid_depth_and_carry_it(sample_frame):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fusanet_core import build_model, Predictor, preset_config
-from fusanet_core.predictor import as_intrinsics, resolve_device
+from fusanet_core.inference.predictor import as_intrinsics, resolve_device
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_bad_intrinsics_and_devices():
 
 
 def test_unknown_backend_is_named_before_loading():
-    from fusanet_core.predictor import Predictor
+    from fusanet_core.inference.predictor import Predictor
 
     with pytest.raises(ValueError, match="backend must be one of torch, onnxruntime, got 'tflite'"):
         Predictor.from_checkpoint("/nonexistent.pt", "cpu", backend="tflite")

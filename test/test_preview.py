@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusanet_core.image_io import colorize_depth
-from fusanet_core.preview import colour_bar, depth_preview, format_metres, tick_values
+from fusanet_core.io.images import colorize_depth
+from fusanet_core.io.preview import colour_bar, depth_preview, format_metres, tick_values
 
 
 def _ramp(height: int = 120, width: int = 160, far: float = 4.0) -> np.ndarray:

@@ -14,8 +14,9 @@ import torch
 
 from fusanet_core.checkpoint import load_model
 from fusanet_core.model.saliency_net import select_salient_points, spatial_priority
-from fusanet_core.model_health import FlatSaliencyMonitor, point_coverage
-from fusanet_core.predictor import FIRST_CHECKPOINT, Predictor
+from fusanet_core.training.model_health import FlatSaliencyMonitor, point_coverage
+from fusanet_core.checkpoint import FIRST_CHECKPOINT
+from fusanet_core.inference.predictor import Predictor
 
 ASSET = Path(__file__).resolve().parent / "assets" / "tiny_saliency_300.pt"
 
@@ -85,7 +86,7 @@ def test_v1_checkpoint_keeps_the_point_selection_it_was_trained_with(sample_fram
 
 def test_flat_monitor_warns_once(caplog):
     monitor = FlatSaliencyMonitor()
-    with caplog.at_level(logging.WARNING, logger="fusanet_core.trainer"):
+    with caplog.at_level(logging.WARNING, logger="fusanet_core.training.trainer"):
         assert monitor.check({"step": 10, "saliency_std": 3e-8, "saliency_mean": 0.251})
         assert monitor.check({"step": 20, "saliency_std": 3e-8, "saliency_mean": 0.251})
         assert not monitor.check({"step": 30, "saliency_std": 0.05})
@@ -97,8 +98,8 @@ def test_flat_monitor_warns_once(caplog):
 def test_task_reports_saliency_spread_and_trains_the_saliency_loss():
     from fusanet_core.config import preset_config
     from fusanet_core.model import build_model
-    from fusanet_core.points import PointBatch
-    from fusanet_core.task import DepthTask
+    from fusanet_core.model.points import PointBatch
+    from fusanet_core.training.task import DepthTask
 
     torch.manual_seed(0)
     cfg = preset_config("tiny")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fusanet_ros.startup import runner as runner_mod
+from fusanet_ros.startup import dds as dds_mod
 from fusanet_ros.startup.launch_description import (
     DEPTH_ARGUMENTS,
     depth_nodes,
@@ -363,7 +363,7 @@ def test_scale_fit_parameters_are_runtime_with_descriptors() -> None:
                                             ("qos.reliability:=reliable",
                                              "qos.reliability was removed.*qos_overrides")])
 def test_node_exits_with_one_line_on_bad_parameters(override: str, match: str, tmp_path: Path) -> None:
-    env = runner_mod.dds_env(runner_mod.pick_domain_id())
+    env = dds_mod.dds_env(dds_mod.pick_domain_id())
     cmd = [sys.executable, "-m", "fusanet_ros.nodes.depth_node", "--ros-args", "-p", override]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 2
@@ -373,14 +373,14 @@ def test_node_exits_with_one_line_on_bad_parameters(override: str, match: str, t
 
 # ----------------------------------------------------------------------------- DDS environment
 def test_dds_env_defaults_and_respects_the_caller() -> None:
-    env = runner_mod.dds_env(123, base={"PATH": "/bin"})
+    env = dds_mod.dds_env(123, base={"PATH": "/bin"})
     assert env["ROS_DOMAIN_ID"] == "123" and env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
     assert Path(env["FASTDDS_DEFAULT_PROFILES_FILE"]).name == "fastdds_shm.xml"
-    own = runner_mod.dds_env(None, base={"ROS_DOMAIN_ID": "7", "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET",
+    own = dds_mod.dds_env(None, base={"ROS_DOMAIN_ID": "7", "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET",
                                          "FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"})
     assert (own["ROS_DOMAIN_ID"], own["ROS_AUTOMATIC_DISCOVERY_RANGE"], own["FASTDDS_DEFAULT_PROFILES_FILE"]) == (
         "7", "SUBNET", "/mine.xml")
-    assert 1 <= runner_mod.pick_domain_id() <= 101  # ROS 2 safe ids on Linux
+    assert 1 <= dds_mod.pick_domain_id() <= 101  # ROS 2 safe ids on Linux
 
 
 def test_fastdds_profile_raises_the_shm_segment() -> None:
@@ -390,14 +390,14 @@ def test_fastdds_profile_raises_the_shm_segment() -> None:
 
 
 def test_stale_shm_cleanup_spares_live_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner_mod, "SHM_DIR", tmp_path)
+    monkeypatch.setattr(dds_mod, "SHM_DIR", tmp_path)
     for name in ("fastdds_dead", "fastdds_dead_el", "fastdds_live", "fastdds_live_el", "fastdds_port7777",
                  "fastdds_port7777_el", "sem.fastdds_port7777_mutex", "unrelated"):
         (tmp_path / name).write_bytes(b"")
     fd = os.open(tmp_path / "fastdds_live_el", os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)  # a live participant holds its lock file
     try:
-        removed = runner_mod.remove_stale_shm(runner_mod.shm_files())
+        removed = dds_mod.remove_stale_shm(dds_mod.shm_files())
     finally:
         os.close(fd)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fastdds_live", "fastdds_live_el", "unrelated"]
@@ -412,7 +412,7 @@ def test_fusanet_launch_forwards_sigterm_and_cleans_up(tmp_path: Path, tiny_chec
     ckpt = tiny_checkpoint
     cmd = [sys.executable, "-m", "fusanet_ros.cli", "launch", "depth", "--checkpoint", str(ckpt), "--device", "cpu",
            "--param", "input_size:=[48, 64]", "--param", "num_threads:=1",
-           "--domain-id", str(runner_mod.pick_domain_id())]
+           "--domain-id", str(dds_mod.pick_domain_id())]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
     deadline = time.monotonic() + 90

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from fusanet_ros.startup.runner import _held, pick_domain_id, shm_files  # noqa: E402
+from fusanet_ros.startup.dds import pick_domain_id, segment_held, shm_files  # noqa: E402
 from fusanet_ros.tools.demo import choose_domain_id  # noqa: E402
 
 
@@ -55,12 +55,12 @@ def test_demo_replays_the_sample_bag_and_saves_outputs(tmp_path: Path, tiny_chec
     assert vertices > 1000 and "property uchar red" in header
 
     assert not _processes_mentioning(str(ckpt)), "demo left processes behind"
-    leaked = {n for n in shm_files() - shm_before if not n.startswith("sem.") and not _held(n)}
+    leaked = {n for n in shm_files() - shm_before if not n.startswith("sem.") and not segment_held(n)}
     assert not leaked, f"shared memory left behind: {sorted(leaked)}"
 
 
 def test_demo_without_bundled_checkpoint_says_what_to_do(tmp_path: Path) -> None:
-    from fusanet_core.predictor import DEFAULT_CHECKPOINT
+    from fusanet_core.checkpoint import DEFAULT_CHECKPOINT
 
     if DEFAULT_CHECKPOINT.is_file():
         pytest.skip("bundled checkpoint present")

@@ -17,8 +17,8 @@ from fusanet_core.checkpoint import CheckpointError, load_model, read_checkpoint
 from fusanet_core.config import config_from_dict
 from fusanet_core.datasets import build_dataset, collate
 from fusanet_core.model import build_model
-from fusanet_core.task import batch_to, DepthTask
-from fusanet_core.trainer import lr_at, Trainer, TrainingError
+from fusanet_core.training.task import batch_to, DepthTask
+from fusanet_core.training.trainer import lr_at, Trainer, TrainingError
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample" / "tum_rgbd"
@@ -159,7 +159,7 @@ def test_start_removes_the_temp_files_of_killed_checkpoint_writes(tmp_path, capl
         path.write_text("not a checkpoint write")
     # what save_checkpoint's mkstemp leaves when the process is killed before the rename
     stale = [Path(tempfile.mkstemp(prefix=n, suffix=TEMP_SUFFIX, dir=tmp_path)[1]) for n in ("last.pt", "best.pt")]
-    with caplog.at_level(logging.INFO, logger="fusanet_core.trainer"):
+    with caplog.at_level(logging.INFO, logger="fusanet_core.training.trainer"):
         Trainer(config_from_dict(tiny_config(tmp_path)), force=True)
     assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
     lines = [r.getMessage() for r in caplog.records if "temp file" in r.getMessage()]

@@ -13,10 +13,10 @@ from fusanet_core.config import config_from_dict, preset_config
 from fusanet_core.datasets import build_dataset, split_repeat
 from fusanet_core.datasets import transforms as T
 from fusanet_core.datasets.base import random_valid_points
-from fusanet_core.image_io import read_depth
+from fusanet_core.io.images import read_depth
 from fusanet_core.model import build_model
-from fusanet_core.points import PointBatch
-from fusanet_core.trainer import param_groups
+from fusanet_core.model.points import PointBatch
+from fusanet_core.training.trainer import param_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample" / "tum_rgbd"
@@ -133,7 +133,7 @@ def test_16_bit_pgm_depth_reads_as_uint16(tmp_path):
 
 def test_repeats_and_unseen_sets_in_a_real_run(tmp_path):
     """A "*2" entry counts twice per epoch; data.unseen is scored and pooled apart from data.val."""
-    from fusanet_core.trainer import Trainer
+    from fusanet_core.training.trainer import Trainer
 
     cfg = config_from_dict({
         "preset": "tiny", "inference": {"input_size": [48, 64]},

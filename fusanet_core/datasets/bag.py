@@ -21,8 +21,8 @@ import numpy as np
 
 from .base import range_label, select_rows
 from .transforms import default_intrinsics, Frame
-from .. import msg_arrays
-from ..bags import bag_topics, closest_topic, open_bag, require_topics
+from ..io import messages
+from ..io.bags import bag_topics, closest_topic, open_bag, require_topics
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class _Ref:
 
 def _stamp(msg: Any, bag_ns: int) -> int:
     """Header stamp, or the bag time when the header has none."""
-    return msg_arrays.stamp_ns(msg.header) or bag_ns
+    return messages.stamp_ns(msg.header) or bag_ns
 
 
 def decode_image(msg: Any, msgtype: str, depth: bool, depth_scale: float) -> np.ndarray:
@@ -47,16 +47,16 @@ def decode_image(msg: Any, msgtype: str, depth: bool, depth_scale: float) -> np.
     16-bit depth is taken times `depth_scale`; 0 and 65535 are invalid, as in depth PNGs.
 
     Raises:
-        ValueError: (msg_arrays.ConversionError) unsupported encoding or malformed message.
+        ValueError: (messages.ConversionError) unsupported encoding or malformed message.
     """
     compressed = msgtype.endswith("CompressedImage")
     if not depth:
-        return msg_arrays.compressed_to_rgb(msg) if compressed else msg_arrays.image_to_rgb(msg)
+        return messages.compressed_to_rgb(msg) if compressed else messages.image_to_rgb(msg)
     if compressed:
-        metres = msg_arrays.compressed_to_depth(msg, depth_scale)
+        metres = messages.compressed_to_depth(msg, depth_scale)
     else:
-        metres = msg_arrays.image_to_depth(msg, depth_scale)
-        if msg_arrays.norm_encoding(msg.encoding) != "32FC1":
+        metres = messages.image_to_depth(msg, depth_scale)
+        if messages.norm_encoding(msg.encoding) != "32FC1":
             metres[metres == np.float32(65535) * np.float32(depth_scale)] = np.nan  # saturated 16-bit: no reading
     return np.nan_to_num(metres, nan=0.0)
 
@@ -160,8 +160,8 @@ class BagSource:
         for conn, _, raw in reader.messages(connections=[connection]):
             msg = reader.deserialize(raw, conn.msgtype)
             try:
-                k = msg_arrays.camera_info_k(msg)  # K: the camera of the recorded (unrectified) image
-            except msg_arrays.ConversionError:
+                k = messages.camera_info_k(msg)  # K: the camera of the recorded (unrectified) image
+            except messages.ConversionError:
                 continue
             return np.array(k), (int(msg.height), int(msg.width))
         return None, None
@@ -207,7 +207,7 @@ class BagSource:
             rgb = decode_image(self._message(self.rgb_topic, rgb_ref.bag_ns), self.rgb_type, False, self.depth_scale)
             depth = decode_image(self._message(self.depth_topic, depth_ref.bag_ns), self.depth_type, True,
                                  self.depth_scale)
-        except msg_arrays.ConversionError as err:
+        except messages.ConversionError as err:
             raise ValueError(f"{where}: {err}") from None
         if rgb.shape[:2] != depth.shape:
             raise ValueError(f"{where}: colour is {rgb.shape[1]}x{rgb.shape[0]} but depth is "
@@ -217,7 +217,7 @@ class BagSource:
             k = default_intrinsics(*depth.shape)
         elif self.info_size and self.info_size != depth.shape and all(self.info_size):
             sy, sx = depth.shape[0] / self.info_size[0], depth.shape[1] / self.info_size[1]
-            k = np.array(msg_arrays.scale_intrinsics(tuple(k), sx, sy))
+            k = np.array(messages.scale_intrinsics(tuple(k), sx, sy))
         return Frame(rgb, depth, k.copy())
 
 

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from .transforms import augment_geometry, augment_photometric, AugmentParams, center_crop, Frame, random_crop, resize
-from ..points import PointBatch, sift_guiding_points
+from ..model.points import PointBatch, sift_guiding_points
 
 log = logging.getLogger(__name__)
 

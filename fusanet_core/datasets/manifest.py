@@ -16,7 +16,7 @@ import numpy as np
 
 from .base import range_label, select_rows
 from .transforms import default_intrinsics, Frame
-from ..image_io import read_depth, read_rgb
+from ..io.images import read_depth, read_rgb
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..points import PointBatch
+from .points import PointBatch
 
 
 def focal_scale(intrinsics: Tensor, width: int) -> Tensor:

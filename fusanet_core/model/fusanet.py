@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from .backbone import EfficientNetLite0, FEATURE_CHANNELS
 from .focal import focal_scale, output_to_metric, points_to_canonical
 from .fusion_net import FusionNet, LEVELS
+from .points import PointBatch
 from .saliency_net import SaliencyNet, select_salient_points
 from ..config import ModelConfig
-from ..points import PointBatch
 
 
 def default_intrinsics(batch: int, height: int, width: int, device: torch.device) -> Tensor:

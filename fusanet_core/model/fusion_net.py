@@ -25,8 +25,8 @@ from .layers import (
     sample_at_points,
     scatter_to_grid,
 )
+from .points import PointBatch
 from ..config import ModelConfig
-from ..points import PointBatch
 
 LEVELS = 5
 ALIGN = 2**LEVELS  # the input is padded to a multiple of this

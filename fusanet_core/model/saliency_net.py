@@ -9,7 +9,7 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 
-from ..points import PointBatch
+from .points import PointBatch
 
 DILATIONS = (3, 5, 7, 9, 15, 16, 21)
 

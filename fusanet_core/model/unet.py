@@ -17,8 +17,8 @@ from .backbone import EfficientNetLite0, FEATURE_CHANNELS
 from .focal import focal_scale, output_to_metric
 from .fusanet import default_intrinsics
 from .layers import conv_bn_relu
+from .points import PointBatch
 from ..config import ModelConfig
-from ..points import PointBatch
 
 DECODER = (96, 64, 48, 32, 16)  # at strides 16, 8, 4, 2, 1
 

@@ -1,6 +1,6 @@
 """numpy -> sensor_msgs writers without cv_bridge or sensor_msgs_py (neither installs from pip).
 
-Also the message -> numpy readers of `fusanet_core.msg_arrays`, re-exported so that the nodes have
+Also the message -> numpy readers of `fusanet_core.io.messages`, re-exported so that the nodes have
 one `conversions` module.
 
 The readers need no ROS and live in the core (datasets and bag evaluation use them on `rosbags`
@@ -18,7 +18,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from fusanet_core.msg_arrays import (
+from fusanet_core.io.messages import (
     camera_info_intrinsics,
     check_camera_info_size,
     cloud_to_xyz,
@@ -30,24 +30,21 @@ from fusanet_core.msg_arrays import (
     image_to_array,
     image_to_depth,
     image_to_rgb,
-    Intrinsics,
     msg_field,
     pack_rgb,
-    project_points,
     read_cloud_fields,
-    scale_intrinsics,
     sparse_depth_to_points,
     stamp_ns,
     TooLargeError,
     unpack_rgb,
 )
+from fusanet_core.geometry import Intrinsics, scale_intrinsics
 
 __all__ = [
-    # readers (fusanet_core.msg_arrays)
-    "COLOR_ENCODINGS", "DEPTH_ENCODINGS", "ENCODINGS", "ConversionError", "Intrinsics", "camera_info_intrinsics",
+    # readers (fusanet_core.io.messages)
+    "COLOR_ENCODINGS", "DEPTH_ENCODINGS", "ENCODINGS", "ConversionError", "camera_info_intrinsics",
     "check_camera_info_size", "cloud_to_xyz", "compressed_to_rgb", "image_to_array", "image_to_depth", "image_to_rgb",
-    "pack_rgb", "project_points", "read_cloud_fields", "scale_intrinsics", "sparse_depth_to_points", "stamp_ns",
-    "TooLargeError", "unpack_rgb",
+    "pack_rgb", "read_cloud_fields", "sparse_depth_to_points", "stamp_ns", "TooLargeError", "unpack_rgb",
     # writers
     "array_to_image", "depth_to_cloud", "depth_to_image", "make_camera_info", "output_camera_info", "points_to_cloud",
     "rgb_to_compressed", "rgb_to_image", "scaled_camera_info",

@@ -437,7 +437,7 @@ def load_predictor(s: Settings) -> tuple[Any, str]:
     """Load and warm up the Predictor of the settings; returns it and a "file (preset)" name for logs."""
     import torch  # imported here so that parameter errors are reported before the slow import
 
-    from fusanet_core.predictor import default_checkpoint, Predictor
+    from fusanet_core.inference.predictor import default_checkpoint, Predictor
 
     if s.num_threads:
         torch.set_num_threads(s.num_threads)

@@ -15,7 +15,7 @@ Subscribes (all best effort, QoS overridable with qos_overrides./<topic>.subscri
         wait for the depth node, not for the evaluator.)
 
 Each prediction is paired with the ground truth of the nearest stamp within `slop` (0 = exact),
-scored with fusanet_core.metrics (see fusanet_ros.evaluation.report for the policies) and, at the end,
+scored with fusanet_core.evaluation.metrics (see fusanet_core.evaluation.scoring for the policies) and, at the end,
 the report is written: on SIGINT / shutdown, after `idle_timeout` seconds without messages, or once
 `max_frames` predictions arrived. Pending maps are capped by count and by stamp age, so memory
 stays bounded on endless streams. Callbacks only record arrival times and pair stamps; scoring runs
@@ -40,10 +40,12 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
-from fusanet_ros.evaluation.bag_eval import REGISTER_MODES
-from fusanet_ros.evaluation.pairing import check_slop, Settled, StampPairing
-from fusanet_ros.evaluation.registration import camera_model, parse_extrinsic, Registration, registration_reason
-from fusanet_ros.evaluation.report import EvalSettings, Evaluation, parse_crop
+from fusanet_core.evaluation.bag_eval import REGISTER_MODES
+from fusanet_core.evaluation.pairing import check_slop, Settled, StampPairing
+from fusanet_core.evaluation.registration import camera_model, Registration, registration_reason
+from fusanet_core.evaluation.report import write_report
+from fusanet_core.evaluation.scoring import EvalSettings, Evaluation, parse_crop
+from fusanet_core.geometry import parse_extrinsic
 from fusanet_ros.nodes import conversions as conv
 from fusanet_ros.nodes.node_main import run_node
 from fusanet_ros.nodes.params import number, Param
@@ -282,7 +284,7 @@ class EvaluatorNode(Node):
         if self._queue_full:
             self.evaluation.count("scoring_queue_full", self._queue_full)
             self.evaluation.note("the scoring queue was full at times: latency figures include that wait")
-        paths = self.evaluation.write(self.settings.output_dir, self._meta())
+        paths = write_report(self.evaluation, self.settings.output_dir, self._meta())
         summary = self.evaluation.summary()
         if summary is None:
             self._say("ERROR", f"no frame could be scored; report: {paths['markdown']}")

@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fusanet_core.msg_arrays import camera_info_k, ConversionError, msg_field
+from fusanet_core.io.messages import camera_info_k, ConversionError, msg_field
 
 PINHOLE_MODELS = ("plumb_bob", "rational_polynomial")
 FISHEYE_MODELS = ("equidistant",)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fusanet_core.metrics import timing_summary
+from fusanet_core.evaluation.metrics import timing_summary
 
 # Bad input: counted per kind, logged (throttled) and reported; the node goes on.
 BAD_INPUT_KINDS = ("bad_image", "too_large", "too_small", "stamp_zero", "stamp_backwards", "bad_camera_info",

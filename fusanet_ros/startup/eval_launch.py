@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from fusanet_ros.evaluation.pairing import DEFAULT_SLOP
+from fusanet_core.evaluation.pairing import DEFAULT_SLOP
 from fusanet_ros.startup.launch_description import DEFAULT_NAMESPACE
 
 PREDICTION_TOPIC = "depth/image"  # the depth node's output and the evaluator's input, in the namespace
@@ -124,7 +124,9 @@ def run_eval_launch(values: dict[str, Any], domain_id: int | None = None, log_di
     import signal
     import time
 
-    from fusanet_ros.startup.runner import dds_env, Runner
+    from fusanet_ros.startup.dds import dds_env
+
+    from fusanet_ros.startup.runner import Runner
 
     env = dds_env(domain_id)
     runner = Runner(eval_nodes(**values), env, log_dir=log_dir)

@@ -10,7 +10,7 @@ import os
 import time
 from typing import Any, Callable
 
-from fusanet_ros.startup.runner import dds_env
+from fusanet_ros.startup.dds import dds_env
 
 
 def prepare_process_env(domain_id: int) -> dict[str, str]:

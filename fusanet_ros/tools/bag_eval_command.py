@@ -8,14 +8,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fusanet_ros.evaluation.bag_eval import (
+from fusanet_core.evaluation.bag_eval import (
     BagEvalOptions,
     check_topics,
     evaluate_bag,
     plan_registration,
     REGISTER_MODES,
 )
-from fusanet_ros.evaluation.pairing import DEFAULT_SLOP
+from fusanet_core.evaluation.pairing import DEFAULT_SLOP
 
 
 def add_bag_eval_command(sub: argparse._SubParsersAction) -> None:
@@ -66,7 +66,7 @@ def run_bag_eval(args: argparse.Namespace) -> int:
 
     On that error, evaluate_bag's NothingScoredError names the most common reason.
     """
-    from fusanet_core.metrics import format_table
+    from fusanet_core.evaluation.metrics import format_table
 
     names = set(BagEvalOptions.__dataclass_fields__)
     opts = BagEvalOptions(**{k: v for k, v in vars(args).items() if k in names})

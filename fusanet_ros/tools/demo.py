@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from fusanet_ros.startup.launch_description import depth_nodes, share_path
-from fusanet_ros.startup.runner import dds_env, pick_domain_id, Runner
+from fusanet_ros.startup.dds import dds_env, pick_domain_id
+from fusanet_ros.startup.runner import Runner
 from fusanet_ros.tools.bag_player import player_process
 
 IMAGE_TOPIC = "/camera/color/image_raw"
@@ -119,7 +120,7 @@ def _checkpoint(path: str | None) -> Path:
         if not Path(path).is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}")
         return Path(path).resolve()
-    from fusanet_core.predictor import DEFAULT_CHECKPOINT
+    from fusanet_core.checkpoint import DEFAULT_CHECKPOINT
 
     if not DEFAULT_CHECKPOINT.is_file():
         raise FileNotFoundError(f"bundled checkpoint missing ({DEFAULT_CHECKPOINT}); pass --checkpoint FILE")
@@ -128,7 +129,7 @@ def _checkpoint(path: str | None) -> Path:
 
 def load_bag_frames(bag: Path) -> dict[int, dict[str, np.ndarray]]:
     """Stamp (ns) -> {"rgb": HxWx3, "depth": HxW metres (NaN invalid)} of the bag's colour and depth."""
-    from fusanet_core.bags import bag_topics, open_bag, require_topics
+    from fusanet_core.io.bags import bag_topics, open_bag, require_topics
     from fusanet_ros.nodes import conversions as conv
 
     frames: dict[int, dict[str, np.ndarray]] = {}
@@ -237,10 +238,9 @@ def _caught_up(recorded: Recorded, published: int) -> bool:
 def write_outputs(out: Path, rec: Recorded, truth: dict[int, dict[str, np.ndarray]], bag: Path, published: int,
                   seconds: float, domain: str = "") -> str:
     """Write PNGs, the PLY and summary.txt; return the summary text."""
-    from fusanet_core.image_io import write_confidence_png, write_depth_png, write_rgb
-    from fusanet_core.preview import depth_preview
-
-    from fusanet_ros.evaluation.report import Evaluation
+    from fusanet_core.evaluation.scoring import Evaluation
+    from fusanet_core.io.images import write_confidence_png, write_depth_png, write_rgb
+    from fusanet_core.io.preview import depth_preview
 
     frames = out / "frames"
     evaluation = Evaluation()  # the bag-eval scoring rules: caps, validity, coverage

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from fusanet_core.checkpoint import save_checkpoint  # noqa: E402
 from fusanet_core.config import load_config  # noqa: E402
-from fusanet_core.trainer import Trainer  # noqa: E402
+from fusanet_core.training.trainer import Trainer  # noqa: E402
 
 STEPS = 300
 

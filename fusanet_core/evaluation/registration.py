@@ -28,108 +28,14 @@ Extrinsic sources, all expressed as `RigidTransform` depth -> colour:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from fusanet_core import msg_arrays
-from fusanet_core.msg_arrays import Intrinsics
-
-
-@dataclass(frozen=True)
-class RigidTransform:
-    """p_out = rotation @ p_in + translation (metres)."""
-
-    rotation: np.ndarray
-    translation: np.ndarray
-
-    @classmethod
-    def identity(cls) -> RigidTransform:
-        return cls(np.eye(3), np.zeros(3))
-
-    @classmethod
-    def from_quaternion(cls, translation: Sequence[float], quaternion: Sequence[float]) -> RigidTransform:
-        """From (tx, ty, tz) and a quaternion (qx, qy, qz, qw), the ROS geometry_msgs order."""
-        t = np.asarray(translation, dtype=np.float64).reshape(-1)
-        q = np.asarray(quaternion, dtype=np.float64).reshape(-1)
-        norm = float(np.linalg.norm(q)) if q.size == 4 else 0.0
-        if t.size != 3 or not np.all(np.isfinite(t)) or not np.isfinite(norm) or norm < 1e-6:
-            raise ValueError(f"extrinsic needs a finite translation (3) and a non-zero quaternion (4), "
-                             f"got {list(t)}, {list(q)}")
-        x, y, z, w = q / norm
-        rotation = np.array([
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ])  # fmt: skip
-        return cls(rotation, t)
-
-    @classmethod
-    def from_msg(cls, msg: Any) -> RigidTransform:
-        """From a geometry_msgs/Transform (rclpy or rosbags object)."""
-        tr, rot = msg.translation, msg.rotation
-        return cls.from_quaternion((tr.x, tr.y, tr.z), (rot.x, rot.y, rot.z, rot.w))
-
-    @classmethod
-    def from_matrix(cls, matrix: Any) -> RigidTransform:
-        """From a 3x4 or 4x4 [R | t] matrix; R must be a rotation (orthonormal, det +1)."""
-        m = np.asarray(matrix, dtype=np.float64)
-        if m.shape not in ((3, 4), (4, 4)) or not np.all(np.isfinite(m)):
-            raise ValueError(f"extrinsic matrix must be finite 3x4 or 4x4, got shape {m.shape}")
-        rotation = m[:3, :3]
-        if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-4) or np.linalg.det(rotation) < 0:
-            raise ValueError(f"extrinsic rotation is not a rotation matrix: {rotation.tolist()}")
-        return cls(rotation.copy(), m[:3, 3].copy())
-
-    def inverse(self) -> RigidTransform:
-        return RigidTransform(self.rotation.T, -self.rotation.T @ self.translation)
-
-    def then(self, other: RigidTransform) -> RigidTransform:
-        """Apply self first, then `other`."""
-        return RigidTransform(other.rotation @ self.rotation, other.rotation @ self.translation + other.translation)
-
-    def apply(self, points: np.ndarray) -> np.ndarray:
-        """Transform (N, 3) points."""
-        return np.asarray(points, dtype=np.float64) @ self.rotation.T + self.translation
-
-    def is_identity(self, atol: float = 1e-9) -> bool:
-        return bool(np.allclose(self.rotation, np.eye(3), atol=atol) and np.allclose(self.translation, 0, atol=atol))
-
-    def as_list(self) -> list[float]:
-        """[tx, ty, tz, qx, qy, qz, qw] for reports (the same order `parse_extrinsic` reads)."""
-        return [*map(float, self.translation), *map(float, _rotation_to_quaternion(self.rotation))]
-
-
-def _rotation_to_quaternion(r: np.ndarray) -> np.ndarray:
-    """(qx, qy, qz, qw) of a rotation matrix (Shepperd's method, stable for every angle)."""
-    trace = float(np.trace(r))
-    if trace > 0:
-        s = 2.0 * np.sqrt(trace + 1.0)
-        q = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, 0.25 * s]
-    else:
-        i = int(np.argmax(np.diag(r)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(1.0 + r[i, i] - r[j, j] - r[k, k])
-        q = [0.0, 0.0, 0.0, (r[k, j] - r[j, k]) / s]
-        q[i], q[j], q[k] = 0.25 * s, (r[j, i] + r[i, j]) / s, (r[k, i] + r[i, k]) / s
-    q = np.asarray(q)
-    return q if q[3] >= 0 else -q
-
-
-def parse_extrinsic(values: Sequence[float]) -> RigidTransform:
-    """Parse a depth-to-colour extrinsic from 7 numbers (tx ty tz qx qy qz qw), or 12 / 16 numbers.
-
-    The 12 / 16 numbers are a row-major 3x4 / 4x4 matrix [R | t]. Convention: p_colour = R p_depth + t,
-    metres.
-    """
-    vals = [float(v) for v in values]
-    if len(vals) == 7:
-        return RigidTransform.from_quaternion(vals[:3], vals[3:])
-    if len(vals) in (12, 16):
-        return RigidTransform.from_matrix(np.reshape(vals, (-1, 4)))
-    raise ValueError(f"extrinsic needs 7 (tx ty tz qx qy qz qw), 12 or 16 numbers, got {len(vals)}: {vals}")
+from fusanet_core.geometry import back_project, Intrinsics, intrinsics_tuple, project, RigidTransform
+from fusanet_core.io import messages
 
 
 # ------------------------------------------------------------------------------- registration
@@ -158,23 +64,22 @@ def register_depth(
     depth = np.asarray(depth, dtype=np.float64)
     if depth.ndim != 2:
         raise ValueError(f"depth must be an (H, W) image, got shape {depth.shape}")
-    fx, fy, cx, cy = _check_intrinsics(depth_intrinsics, "depth")
+    k_depth = intrinsics_tuple(depth_intrinsics, "depth")
     v, u = np.nonzero(np.isfinite(depth) & (depth > 0))
     z = depth[v, u]
-    points = np.stack([(u - cx) * z / fx, (v - cy) * z / fy, z], axis=1)
+    points = np.stack([*back_project(u, v, z, k_depth), z], axis=1)
     moved = depth_to_color.apply(points)
-    return _project_nearest(moved, _check_intrinsics(color_intrinsics, "colour"), width, height)
+    return _project_nearest(moved, intrinsics_tuple(color_intrinsics, "colour"), width, height)
 
 
 def _project_nearest(points: np.ndarray, k: Intrinsics, width: int, height: int) -> np.ndarray:
     """Z-buffered projection of (N, 3) camera points to the nearest pixel centre."""
-    fx, fy, cx, cy = k
     out = np.full(height * width, np.nan, dtype=np.float32)
     z = points[:, 2]
     front = z > 0
     points, z = points[front], z[front]
-    col = np.rint(fx * points[:, 0] / z + cx).astype(np.int64)
-    row = np.rint(fy * points[:, 1] / z + cy).astype(np.int64)
+    u, v = project(points[:, 0], points[:, 1], z, k)
+    col, row = np.rint(u).astype(np.int64), np.rint(v).astype(np.int64)
     inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
     index, z = row[inside] * width + col[inside], z[inside]
     # Sort by pixel, then depth: the first entry of each pixel's run is its nearest surface.
@@ -185,13 +90,6 @@ def _project_nearest(points: np.ndarray, k: Intrinsics, width: int, height: int)
     first[1:] = index[1:] != index[:-1]
     out[index[first]] = z[first]
     return out.reshape(height, width)
-
-
-def _check_intrinsics(k: Any, name: str) -> Intrinsics:
-    vals = np.asarray(k, dtype=np.float64).reshape(-1)
-    if vals.size != 4 or not np.all(np.isfinite(vals)) or vals[0] <= 0 or vals[1] <= 0:
-        raise ValueError(f"{name} intrinsics must be finite (fx, fy, cx, cy) with fx, fy > 0, got {k!r}")
-    return float(vals[0]), float(vals[1]), float(vals[2]), float(vals[3])
 
 
 # ----------------------------------------------------------------------- extrinsics from bags
@@ -277,8 +175,8 @@ class CameraModel:
 
 def camera_model(info: Any, frame_id: str = "") -> CameraModel:
     """Return the CameraModel of a CameraInfo (rclpy or rosbags, ROS 1 or 2): P first, then K, as the node reads it."""
-    coeffs = np.asarray(msg_arrays.msg_field(info, "d"), dtype=np.float64)
-    return CameraModel(msg_arrays.camera_info_intrinsics(info), int(info.width), int(info.height),
+    coeffs = np.asarray(messages.msg_field(info, "d"), dtype=np.float64)
+    return CameraModel(messages.camera_info_intrinsics(info), int(info.width), int(info.height),
                        frame_id or str(info.header.frame_id), bool(np.any(np.abs(coeffs) > 1e-9)))
 
 

@@ -12,7 +12,7 @@ import functools
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import error_reason
+from ..errors import error_reason
 
 
 @functools.lru_cache(maxsize=1)

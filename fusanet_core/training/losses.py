@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 import torch.nn.functional as F
 
-from .config import LossConfig
+from ..config import LossConfig
 
 LOG_OFFSET = 0.5  # alpha of Hu et al.: ln(|e| + 0.5)
 HESSIAN_EPS = 1e-20  # epsilon of Eq. 1

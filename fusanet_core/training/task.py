@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from torch import nn, Tensor
 
-from .config import Config
 from .losses import multiscale_loss, saliency_loss, unet_loss
 from .model_health import FlatSaliencyMonitor, saliency_stats
-from .points import PointBatch
+from ..config import Config
+from ..model.points import PointBatch
 
 
 def batch_to(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import math
 import cv2
 import numpy as np
 
-from .image_io import colorize_depth
+from .images import colorize_depth
 
 BACKGROUND = (32, 32, 32)
 TEXT = (255, 255, 255)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .datasets import build_source
 from .metrics import MetricAccumulator
-from .predictor import Predictor
+from ..datasets import build_source
+from ..inference.predictor import Predictor
 
 
 def evaluate(

@@ -1,7 +1,7 @@
 """Offline training of FuSaNet: a small, resumable trainer (`fusanet train` is in cli.py).
 
 The trainer owns the loop only: the loss comes from `DepthTask`, data from `fusanet_core.datasets`,
-metrics from `fusanet_core.metrics`. Everything that decides the next step (weights, optimiser,
+metrics from `fusanet_core.evaluation.metrics`. Everything that decides the next step (weights, optimiser,
 AMP scaler, epoch and step counters, the position inside the epoch, RNG states) is written to
 `last.pt` at the end of every epoch and every `train.checkpoint_every_min` minutes /
 `train.checkpoint_every_steps` steps, atomically, so a run killed at any time continues with
@@ -25,25 +25,24 @@ import logging
 import math
 import os
 from pathlib import Path
-import random
 import sys
 import time
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader
 
-from .checkpoint import load_weights, read_checkpoint, remove_temp_files, save_checkpoint
-from .config import Config, TrainConfig
-from .datasets import build_dataset, collate, ConcatDataset, EpochSampler, RGBDDataset, split_repeat
-from .datasets.base import resolve_path
-from .device import resolve_device
-from .metrics import MetricAccumulator
-from .model import build_model
+from .run_state import init_distributed, open_tensorboard, rng_state, seed_everything, set_rng_state, trim_metrics_log
 from .task import batch_to, DepthTask
+from ..checkpoint import load_weights, read_checkpoint, remove_temp_files, save_checkpoint
+from ..config import Config, TrainConfig
+from ..datasets import build_dataset, collate, ConcatDataset, EpochSampler, RGBDDataset, split_repeat
+from ..datasets.base import resolve_path
+from ..device import resolve_device
+from ..evaluation.metrics import MetricAccumulator
+from ..model import build_model
 
 log = logging.getLogger(__name__)
 
@@ -109,63 +108,6 @@ class EpochClock:
 
     last_save: float = field(default_factory=time.monotonic)  # when last.pt was written (or the run began)
     epoch_seconds: float = 0.0  # time this process spent on the current epoch's steps (metrics.jsonl train_s)
-
-
-@dataclass
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: torch.device) -> DistInfo:
-    """Join the process group torchrun describes in the environment (no-op for one process)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def rng_state() -> dict[str, Any]:
-    """Return the torch / numpy / python global RNG states as plain data (weights_only-loadable)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    version, internal, gauss = random.getstate()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
-        "python": {"version": version, "internal": list(internal), "gauss": gauss},
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    npy = state["numpy"]
-    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
-                         npy["cached"]))
-    py = state["python"]
-    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 class Trainer:
@@ -243,12 +185,7 @@ class Trainer:
         return max(1, total // self.dist.world_size)
 
     def _tensorboard(self) -> Any:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is optional; metrics.jsonl always exists
-            return None
-        # A resumed run purges the events the lost part wrote after the checkpoint (as metrics.jsonl).
-        return SummaryWriter(str(self.out_dir / "tb"), purge_step=self.state.step + 1 if self.state.step else None)
+        return open_tensorboard(self.out_dir, self.state.step)
 
     def steps_per_epoch(self) -> int:
         per_rank = len(EpochSampler(len(self.train_set), 0, True, self.dist.rank, self.dist.world_size))
@@ -301,29 +238,8 @@ class Trainer:
     # ------------------------------------------------------------------ logging
 
     def _trim_metrics_log(self) -> None:
-        """Drop the metrics.jsonl records of the part of the run after the resumed checkpoint.
-
-        A half-written last line is dropped too: the resumed run repeats those steps and logs them again.
-        """
-        path = self.out_dir / "metrics.jsonl"
-        if not self.dist.main or not path.is_file():
-            return
-        kept, dropped = [], 0
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-                keep = (record["epoch"] < self.state.epoch if record.get("event") == "epoch"
-                        else record["step"] <= self.state.step)
-            except (ValueError, KeyError, TypeError):
-                keep = False
-            kept += [line] if keep else []
-            dropped += 0 if keep else 1
-        if dropped:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(f"{line}\n" for line in kept))
-            os.replace(tmp, path)
-            log.info("metrics.jsonl: %d records after step %d dropped (they are logged again)", dropped,
-                     self.state.step)
+        if self.dist.main:
+            trim_metrics_log(self.out_dir / "metrics.jsonl", self.state.epoch, self.state.step)
 
     def _log_json(self, record: dict[str, Any]) -> None:
         if not self.dist.main:

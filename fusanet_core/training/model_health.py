@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-log = logging.getLogger("fusanet_core.trainer")
+log = logging.getLogger("fusanet_core.training.trainer")
 
 # A map whose per-image standard deviation is below this is flat: at 1e-4 no score differs from
 # another by more than fp16 rounding of a 0.25 score, and top-k order is noise.

@@ -1,23 +1,9 @@
 """ONNX export of the deployed inference path.
 
 RGB and optional known points in; depth, confidence and the salient points out. The same graph
-serves `fusanet export` and the Predictor's onnxruntime backend (`onnx_backend.py`).
+serves `fusanet export` and the Predictor's onnxruntime backend (`onnx_runtime.py`).
 
-The graph has a fixed input size (the checkpoint's `inference.input_size` unless given) and a
-fixed maximum number of input points `P` (`max_points`). Inputs:
-
-- `rgb` (1, 3, H, W) float32 in [0, 1];
-- `points` (1, P, 3) float32 (u, v, depth in metres) in pixels of the H x W network input;
-- `points_valid` (1, P) bool: which rows of `points` are real (any order; all False = no points);
-- `intrinsics` (1, 4) float32 fx, fy, cx, cy in network pixels (`model.fusanet.default_intrinsics`
-  when the camera is unknown: fx = fy = W, principal point at the centre).
-
-Outputs: `depth` (1, 1, H, W) metres, `confidence` (1, 1, H, W) in [0, 1], `salient_points`
-(1, M, 3) (u, v, depth) in network pixels and `salient_scores` (1, M), M = min(max_salient_points,
-H * W) (M = 0 without the Saliency-Net). Tracing freezes the model's data-dependent branches: the
-point branch is traced *on*, and with padding rows (weight 0) it adds exactly zero, so zero valid
-points give the eager model's point-free result. Metadata (`graph_metadata`) names the checkpoint's
-SHA-256, the code version and the sizes, so a cached graph is only used for what it was made from.
+The graph's inputs, outputs and metadata are its contract (`onnx_graph.py`).
 
 The export is checked against PyTorch with onnxruntime on real-looking inputs, with and without
 points, and the differences are reported; the graph is written under a temporary name and only
@@ -27,13 +13,9 @@ behind.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
 import math
-import os
 from pathlib import Path
-import tempfile
 from typing import Any
 import warnings
 
@@ -41,54 +23,12 @@ import numpy as np
 import torch
 from torch import nn, Tensor
 
-from .checkpoint import load_model
-from .errors import error_reason
-from .points import PointBatch
+from .onnx_graph import (default_intrinsics_array, DEFAULT_MAX_POINTS, DEFAULT_OPSET, graph_metadata, InferenceGraph,
+                         INPUT_NAMES, OUTPUT_NAMES)
+from ..checkpoint import apply_input_size, atomic_write, default_checkpoint, file_sha256, load_model
+from ..errors import error_reason
 
 log = logging.getLogger(__name__)
-
-GRAPH_FORMAT = "fusanet-onnx-v2"  # v1: rgb -> depth, confidence (no points inputs)
-INPUT_NAMES = ("rgb", "points", "points_valid", "intrinsics")
-OUTPUT_NAMES = ("depth", "confidence", "salient_points", "salient_scores")
-DEFAULT_MAX_POINTS = 512  # covers the depth node's sparse.max_points default (500)
-DEFAULT_OPSET = 17
-# The sources whose change changes the graph: a cached graph made by other code is rebuilt.
-_CODE_FILES = ("model/*.py", "points.py", "export.py", "config.py")
-
-
-class InferenceGraph(nn.Module):
-    """(rgb, points, points_valid, intrinsics) -> (depth, confidence, salient_points, salient_scores).
-
-    At the network resolution, the shape an exported graph needs.
-    """
-
-    def __init__(self, model: nn.Module, max_points: int = DEFAULT_MAX_POINTS) -> None:
-        super().__init__()
-        if int(max_points) < 0:
-            raise ValueError(f"max_points must be >= 0, got {max_points}")
-        self.model = model
-        self.max_points = int(max_points)
-
-    def forward(self, rgb: Tensor, points: Tensor, points_valid: Tensor, intrinsics: Tensor) -> tuple[Tensor, ...]:
-        n = points.shape[1]
-        if n:
-            # Padding rows first, real ones after in their given order: the rasteriser keeps the
-            # last point of a pixel, which must never be a padding row (distinct keys: a total order).
-            key = points_valid.to(torch.float32) * n + torch.arange(n, dtype=torch.float32, device=rgb.device)
-            order = torch.topk(key, n, dim=1, largest=False).indices
-            points = points.gather(1, order.unsqueeze(-1).expand(-1, -1, 3))
-            points_valid = points_valid.gather(1, order)
-        batch = PointBatch(points[..., :2], points[..., 2], points_valid.to(rgb.dtype))
-        out = self.model(rgb, batch, intrinsics)
-        depth = out["depth"][0]
-        conf = out["confidence"][0]
-        salient = out.get("salient_points")
-        if salient is None:
-            sal_points, sal_scores = rgb.new_zeros(1, 0, 3), rgb.new_zeros(1, 0)
-        else:
-            sal_points, sal_scores = torch.cat([salient.uv, salient.depth.unsqueeze(-1)], -1), salient.weight
-        return depth, torch.ones_like(depth) if conf is None else conf, sal_points, sal_scores
-
 
 MAX_REL_DIFF = 1e-2  # the export check: onnxruntime vs PyTorch depth, worst pixel of the probes
 MEAN_REL_DIFF = 1e-3  # ... and the mean over the image
@@ -140,47 +80,9 @@ def sample_points(height: int, width: int, max_points: int, valid: int, seed: in
     return torch.from_numpy(points), torch.from_numpy(mask)
 
 
-def default_intrinsics_array(height: int, width: int) -> np.ndarray:
-    """(1, 4) float32: the model's guess for an unknown camera (model.fusanet.default_intrinsics)."""
-    return np.array([[width, width, (width - 1) / 2, (height - 1) / 2]], np.float32)
-
-
 def _worst(current: float, value: float) -> float:
     """max() that keeps NaN: max(0.0, nan) is 0.0, which once reported NaN outputs as a perfect match."""
     return value if math.isnan(value) or value > current else current
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-@functools.lru_cache(maxsize=1)
-def code_digest() -> str:
-    """SHA-256 (16 hex digits) of the sources that shape the graph (_CODE_FILES)."""
-    root = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for pattern in _CODE_FILES:
-        for path in sorted(root.glob(pattern)):
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def graph_metadata(checkpoint_sha256: str, height: int, width: int, max_points: int,
-                   opset: int = DEFAULT_OPSET) -> dict[str, str]:
-    """Return what a graph was made from, stored in its ONNX metadata and checked before a cached one is used."""
-    return {
-        "fusanet.format": GRAPH_FORMAT,
-        "fusanet.checkpoint_sha256": checkpoint_sha256,
-        "fusanet.code": code_digest(),
-        "fusanet.torch": torch.__version__,
-        "fusanet.input_size": f"{int(height)}x{int(width)}",
-        "fusanet.max_points": str(int(max_points)),
-        "fusanet.opset": str(int(opset)),
-    }
 
 
 def export_onnx(
@@ -196,7 +98,7 @@ def export_onnx(
         checkpoint: FuSaNet checkpoint; None = the bundled one (as `fusanet predict`).
         out: output `.onnx` path (a single file, weights embedded).
         input_size: (height, width); default the checkpoint's inference.input_size; the
-            Predictor's rule applies (`predictor.apply_input_size`).
+            Predictor's rule applies (`checkpoint.apply_input_size`).
         opset: ONNX opset version.
         max_points: the graph's fixed number of input point rows P (0 = RGB only).
 
@@ -208,8 +110,6 @@ def export_onnx(
         ValueError: onnx/onnxruntime missing, a bad input size, or the export fails, gives
             non-finite depth or disagrees with PyTorch (nothing is written then).
     """
-    from .predictor import apply_input_size, default_checkpoint
-
     checkpoint = checkpoint or default_checkpoint()
     model, cfg = load_model(checkpoint, "cpu")
     size = apply_input_size(cfg, input_size).inference.input_size
@@ -231,14 +131,8 @@ def export_model(model: nn.Module, out: str | Path, input_size: tuple[int, int],
     rgb = sample_input(height, width)
     final = Path(out)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=final.name, suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    try:
-        report = _export_and_check(wrapper, rgb, Path(tmp), final, source, opset, onnx, ort, metadata)
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(final) as tmp:
+        report = _export_and_check(wrapper, rgb, tmp, final, source, opset, onnx, ort, metadata)
     log.info("exported %s: max |depth diff| %.2e m", final, report["max_abs_diff"])
     return report
 

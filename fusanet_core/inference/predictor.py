@@ -11,52 +11,16 @@ import cv2
 import numpy as np
 import torch
 
-from .checkpoint import load_model
+from . import onnx_graph
 from .confidence import Calibration
-from .config import Config
-from .device import resolve_device
-from .geometry import scale_intrinsics, scale_pixel
 from .point_fit import check_mode, fit_to_points, PointFit
-from .points import PointBatch
+from ..checkpoint import apply_input_size, default_checkpoint, file_sha256, load_model
+from ..config import Config
+from ..device import resolve_device
+from ..geometry import as_intrinsics, scale_intrinsics, scale_pixel
+from ..model.points import PointBatch
 
 log = logging.getLogger(__name__)
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_CHECKPOINT = WEIGHTS_DIR / "fusanet_lite_fast_indoor.pt"  # issue 11's model
-FIRST_CHECKPOINT = WEIGHTS_DIR / "fusanet_small_indoor.pt"  # the v1 model it replaced: loadable, the eval baseline
-
-
-def default_checkpoint() -> Path:
-    """Return the bundled checkpoint (trained on real indoor RGB-D data, see BENCHMARKS.md)."""
-    if not DEFAULT_CHECKPOINT.is_file():
-        raise FileNotFoundError(f"bundled checkpoint missing: {DEFAULT_CHECKPOINT} (reinstall the package)")
-    return DEFAULT_CHECKPOINT
-
-
-def as_intrinsics(intrinsics: Any) -> np.ndarray:
-    """(fx, fy, cx, cy) from a 4-vector or a 3x3 K; focal lengths must be positive and finite."""
-    k = np.asarray(intrinsics, dtype=np.float64)
-    if k.shape == (3, 3):
-        k = np.array([k[0, 0], k[1, 1], k[0, 2], k[1, 2]])
-    if k.shape != (4,) or not np.all(np.isfinite(k)) or k[0] <= 0 or k[1] <= 0:
-        raise ValueError(f"intrinsics must be (fx, fy, cx, cy) or a 3x3 K with fx, fy > 0, got {intrinsics!r}")
-    return k
-
-
-def apply_input_size(cfg: Config, input_size: tuple[int, int] | None) -> Config:
-    """Set the network input (height, width) on `cfg` (in place; None keeps the checkpoint's).
-
-    The size follows the config's own rule (`InferenceConfig`: two sizes >= 32). The one place every
-    user of a size override goes through: the Predictor, `fusanet export`.
-
-    Raises:
-        ValueError: the size breaks the rule (the message names it).
-    """
-    if input_size is not None:
-        cfg.inference.input_size = tuple(int(v) for v in input_size)
-        cfg.inference.__post_init__()
-    return cfg
-
 
 BACKENDS = ("torch", "onnxruntime")
 
@@ -65,7 +29,7 @@ class Predictor:
     """Owns resize, normalisation and un-resize around a FuSaNet in eval mode.
 
     `backend` "torch" runs the model eagerly; "onnxruntime" runs its exported graph
-    (`onnx_backend.py`: exported and cached on first use, the execution providers follow the
+    (`onnx_runtime.py`: exported and cached on first use, the execution providers follow the
     device rule there), which takes up to `max_points` input points (more are thinned evenly).
 
     `scale_from_points` ("none" | "scale" | "scale_local" | "scale_shift", see `point_fit.py`)
@@ -112,14 +76,14 @@ class Predictor:
 
     def _init_onnx(self, model: torch.nn.Module, device: str | torch.device, wants_fp16: bool, max_points: int | None,
                    checkpoint: str | Path | None, cache_dir: str | Path | None) -> None:
-        from . import export, onnx_backend
+        from . import onnx_runtime
 
-        ort = onnx_backend.require_onnxruntime()
-        self.max_points = export.DEFAULT_MAX_POINTS if max_points is None else int(max_points)
+        ort = onnx_runtime.require_onnxruntime()
+        self.max_points = onnx_graph.DEFAULT_MAX_POINTS if max_points is None else int(max_points)
         if self.max_points < 0:
             raise ValueError(f"max_points must be >= 0, got {max_points}")
-        directory = Path(cache_dir) if cache_dir is not None else onnx_backend.cache_dir()
-        providers, self.device = onnx_backend.choose_providers(device, ort.get_available_providers(), wants_fp16,
+        directory = Path(cache_dir) if cache_dir is not None else onnx_runtime.cache_dir()
+        providers, self.device = onnx_runtime.choose_providers(device, ort.get_available_providers(), wants_fp16,
                                                                directory / "tensorrt")
         uses_trt = not isinstance(providers[0], str) and providers[0][0] == "TensorrtExecutionProvider"
         self.fp16 = wants_fp16 and uses_trt
@@ -129,9 +93,9 @@ class Predictor:
         # exported when first used
         self.model = model.to("cpu").float().eval().to(memory_format=torch.contiguous_format)
         self.memory_format = torch.contiguous_format
-        sha = (export.file_sha256(checkpoint) if checkpoint is not None
-               else onnx_backend.state_sha256(self.model, self.cfg))
-        self._graphs = onnx_backend.OnnxGraphs(self.model, self.input_size, self.max_points, sha, providers, directory,
+        sha = (file_sha256(checkpoint) if checkpoint is not None
+               else onnx_runtime.state_sha256(self.model, self.cfg))
+        self._graphs = onnx_runtime.OnnxGraphs(self.model, self.input_size, self.max_points, sha, providers, directory,
                                                str(checkpoint or "the model"))
         self._lock = threading.Lock()
         self._thinned_warned = False
@@ -266,12 +230,11 @@ class Predictor:
         return depth, conf, pts, sal.weight[0].float().cpu().numpy(), used
 
     def _forward_onnx(self, small: np.ndarray, k: tuple | None, kept: np.ndarray | None, sx: float, sy: float) -> tuple:
-        from . import onnx_backend
-        from .export import default_intrinsics_array
+        from . import onnx_runtime
 
         nh, nw = self.input_size
         image = np.ascontiguousarray(small.transpose(2, 0, 1)[None]).astype(np.float32) / 255.0
-        kt = default_intrinsics_array(nh, nw) if k is None else np.array([k], np.float32)
+        kt = onnx_graph.default_intrinsics_array(nh, nw) if k is None else np.array([k], np.float32)
         used = 0 if kept is None else len(kept)
         if used > self.max_points:
             if not self._thinned_warned:
@@ -288,7 +251,7 @@ class Predictor:
             uv = torch.from_numpy(np.ascontiguousarray(kept[:, :2]))  # the torch path's exact arithmetic
             scaled = torch.stack([scale_pixel(uv[:, 0], sx), scale_pixel(uv[:, 1], sy)], -1).numpy()
             points[0, :used, :2], points[0, :used, 2], valid[0, :used] = scaled, kept[:, 2], True
-        depth, conf, sal, scores = onnx_backend.run(sessions[p], image, points, valid, kt)
+        depth, conf, sal, scores = onnx_runtime.run(sessions[p], image, points, valid, kt)
         salient = sal[0] if self.cfg.model.use_saliency and sal.shape[1] else None
         return depth[0, 0], None if not self.cfg.model.use_confidence else conf[0, 0], salient, scores[0], used
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .geometry import scale_pixel
+from ..geometry import scale_pixel
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Graphs are exported on first use (`export.export_model`, checked against PyTorch) into the cache
 folder (`cache_dir()`: $FUSANET_CACHE_DIR, else $XDG_CACHE_HOME/fusanet, else ~/.cache/fusanet)
 as `<checkpoint sha256>-<h>x<w>-<max points>.onnx`, written atomically and re-used when present. A
-cached file is only used when its metadata (`export.graph_metadata`: checkpoint SHA-256, code
+cached file is only used when its metadata (`onnx_graph.graph_metadata`: checkpoint SHA-256, code
 version, sizes, format) matches what is asked for; otherwise, or when it does not load, it is
 rebuilt in place.
 
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import export
-from .device import check_device_name
+from . import export, onnx_graph
+from ..device import check_device_name
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class OnnxGraphs:
 
     def __init__(self, model: nn.Module, input_size: tuple[int, int], max_points: int, checkpoint_sha256: str,
                  providers: list[Any], directory: str | Path | None = None, source: str = "the model",
-                 opset: int = export.DEFAULT_OPSET) -> None:
+                 opset: int = onnx_graph.DEFAULT_OPSET) -> None:
         self.ort = require_onnxruntime()
         self.model = model
         self.input_size = tuple(int(v) for v in input_size)
@@ -132,7 +132,7 @@ class OnnxGraphs:
 
     def _session(self, max_points: int) -> Any:
         path = self.path(max_points)
-        expected = export.graph_metadata(self.sha256, *self.input_size, max_points, self.opset)
+        expected = onnx_graph.graph_metadata(self.sha256, *self.input_size, max_points, self.opset)
         if path.is_file():
             problem = self._mismatch(path, expected)
             if problem is None:
@@ -177,4 +177,4 @@ def run(session: Any, rgb: np.ndarray, points: np.ndarray, valid: np.ndarray,
     """One forward pass: feeds the inputs the graph has (a P = 0 graph has no points inputs)."""
     feeds = {"rgb": rgb, "points": points, "points_valid": valid, "intrinsics": intrinsics}
     names = {i.name for i in session.get_inputs()}
-    return session.run(list(export.OUTPUT_NAMES), {k: v for k, v in feeds.items() if k in names})
+    return session.run(list(onnx_graph.OUTPUT_NAMES), {k: v for k, v in feeds.items() if k in names})

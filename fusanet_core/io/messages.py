@@ -5,7 +5,7 @@ endianness) and raises `ConversionError` (a ValueError) naming what is wrong, so
 count and log bad input and a dataset can name the bad frame. ROS 1 field names of rosbags objects
 (`K`/`P`, `nsec`) are accepted, and encodings are matched case-insensitively ("RGB8", "16uc1").
 
-Used by `fusanet_core.datasets.bag` (training from bags), `fusanet_ros.evaluation.bag_eval` (offline bag
+Used by `fusanet_core.datasets.bag` (training from bags), `fusanet_core.evaluation.bag_eval` (offline bag
 evaluation) and, re-exported beside the writers, by `fusanet_ros.nodes.conversions` (the nodes).
 Message data is read with `np.frombuffer` (zero copy).
 """
@@ -17,11 +17,10 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from . import image_io
-from .geometry import scale_intrinsics  # noqa: F401  (re-exported for the ROS layer)
-from .image_io import decode_image, DEFAULT_MAX_INPUT_PIXELS  # noqa: F401  (the limit is re-exported for the nodes)
-
-Intrinsics = tuple[float, float, float, float]  # fx, fy, cx, cy in pixels
+from . import images
+from .images import decode_image, DEFAULT_MAX_INPUT_PIXELS  # noqa: F401  (the limit is re-exported for the nodes)
+from ..errors import ConversionError
+from ..geometry import check_intrinsics, Intrinsics
 
 # encoding -> (numpy dtype, channels)
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {
@@ -42,10 +41,6 @@ POINTFIELD_DTYPES = {
     1: np.dtype(np.int8), 2: np.dtype(np.uint8), 3: np.dtype(np.int16), 4: np.dtype(np.uint16),
     5: np.dtype(np.int32), 6: np.dtype(np.uint32), 7: np.dtype(np.float32), 8: np.dtype(np.float64),
 }  # fmt: skip
-
-
-class ConversionError(ValueError):
-    """A message that cannot be converted; the text says why (used for bad-input counters)."""
 
 
 class TooLargeError(ConversionError):
@@ -93,8 +88,8 @@ def check_pixel_count(width: int, height: int, max_pixels: int | None, what: str
         TooLargeError: e.g. "image 12000x12000 (144.0 MP) exceeds max_input_pixels 16777216".
     """
     try:
-        image_io.check_pixel_count(width, height, max_pixels, what)  # the one size rule
-    except image_io.ImageTooLargeError as err:
+        images.check_pixel_count(width, height, max_pixels, what)  # the one size rule
+    except images.ImageTooLargeError as err:
         raise TooLargeError(str(err)) from None
 
 
@@ -141,11 +136,11 @@ def image_to_depth(msg: Any, scale: float = 0.001) -> np.ndarray:
 
 
 def _decode_compressed(msg: Any, color: bool, max_pixels: int | None) -> np.ndarray:
-    """`image_io.decode_image` of a CompressedImage's data (size, truncation and corruption checks)."""
+    """`images.decode_image` of a CompressedImage's data (size, truncation and corruption checks)."""
     try:
         what = f"compressed image (format {str(msg.format)!r})"
         return decode_image(msg.data, what, color=color, max_pixels=max_pixels)
-    except image_io.ImageTooLargeError as err:
+    except images.ImageTooLargeError as err:
         raise TooLargeError(str(err)) from None
     except ValueError as err:
         raise ConversionError(str(err)) from None
@@ -187,37 +182,6 @@ def compressed_to_depth(msg: Any, scale: float = 0.001, *, max_pixels: int | Non
 def msg_field(msg: Any, name: str) -> Any:
     """ROS 2 lower-case field, or the ROS 1 upper-case one (rosbags objects of ROS 1 bags)."""
     return getattr(msg, name) if hasattr(msg, name) else getattr(msg, name.upper())
-
-
-# Plausible pinhole intrinsics relative to the image size: a focal length from 0.05 w (a 170 deg
-# field of view, beyond which a pinhole model is meaningless) to 50 max(w, h) (about 1 deg); a
-# principal point within half an image outside the frame (cropped or shifted sensors stay inside).
-FOCAL_RANGE = (0.05, 50.0)
-CENTER_MARGIN = 0.5
-
-
-def check_intrinsics(intrinsics: Intrinsics, width: int, height: int, source: str = "camera_info") -> Intrinsics:
-    """Refuse implausible intrinsics for a `width` x `height` image (the bounds above).
-
-    Nothing is checked against a size of 0, i.e. unknown, besides fx, fy > 0 and finiteness.
-
-    Raises:
-        ConversionError: naming the first implausible value and its bounds.
-    """
-    fx, fy, cx, cy = (float(v) for v in intrinsics)
-    if not (np.all(np.isfinite([fx, fy, cx, cy])) and fx > 0 and fy > 0):
-        raise ConversionError(f"{source} has no valid focal length (fx {fx:g}, fy {fy:g}, cx {cx:g}, cy {cy:g})")
-    if width > 0 and height > 0:
-        low, high = FOCAL_RANGE[0] * width, FOCAL_RANGE[1] * max(width, height)
-        for name, value in (("fx", fx), ("fy", fy)):
-            if not low < value < high:
-                raise ConversionError(f"{source} {name} = {value:g} is implausible for a {width}x{height} image "
-                                      f"(expected {low:g} < {name} < {high:g})")
-        for name, value, size in (("cx", cx, width), ("cy", cy, height)):
-            if not -CENTER_MARGIN * size <= value <= (1 + CENTER_MARGIN) * size:
-                raise ConversionError(f"{source} {name} = {value:g} is implausible for a {width}x{height} image "
-                                      f"(expected {-CENTER_MARGIN * size:g} to {(1 + CENTER_MARGIN) * size:g})")
-    return fx, fy, cx, cy
 
 
 def camera_info_intrinsics(msg: Any) -> Intrinsics:
@@ -326,23 +290,6 @@ def cloud_to_xyz(msg: Any, skip_nans: bool = True) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------- sparse points
-def project_points(xyz: np.ndarray, intrinsics: Intrinsics, width: int, height: int) -> tuple[np.ndarray, int]:
-    """Project camera-frame points to (u, v, z) pixels; drops NaN, z <= 0 and out-of-frame points.
-
-    Returns:
-        ((M, 3) float32 (u, v, z), number of points dropped).
-    """
-    fx, fy, cx, cy = intrinsics
-    xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = fx * xyz[:, 0] / xyz[:, 2] + cx
-        v = fy * xyz[:, 1] / xyz[:, 2] + cy
-    uvz = np.stack([u, v, xyz[:, 2]], axis=1)
-    keep = np.all(np.isfinite(uvz), axis=1) & (uvz[:, 2] > 0)
-    keep &= (u > -0.5) & (u < width - 0.5) & (v > -0.5) & (v < height - 0.5)
-    return uvz[keep].astype(np.float32), int(len(uvz) - keep.sum())
-
-
 def sparse_depth_to_points(msg: Any) -> np.ndarray:
     """(N, 3) float32 (u, v, z) of the valid pixels of a sparse 16UC1/mono16/32FC1 depth Image."""
     depth = image_to_depth(msg)

@@ -29,29 +29,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-FEATURES = ("raw_logit", "points", "points_log_distance")  # the score's inputs after the constant w0
+from ..confidence_rules import check_knots, check_weights, FEATURES
+
 LOGIT_EPS = 1e-4  # raw confidence is clipped to [eps, 1 - eps] before the logit
-
-
-def check_knots(bound: float, raw: Sequence[float], calibrated: Sequence[float], prefix: str) -> None:
-    """Check a calibration's knots; `prefix` + "bound" / "raw" / "calibrated" name the keys in errors.
-
-    bound 0 means uncalibrated (knots are then ignored); a bound > 0 needs at least one knot.
-
-    Raises:
-        ValueError: naming the first key that breaks the rule.
-    """
-    if not (math.isfinite(bound) and bound >= 0):
-        raise ValueError(f"{prefix}bound must be finite and >= 0 (0 = uncalibrated), got {bound}")
-    if len(raw) != len(calibrated):
-        raise ValueError(f"{prefix}raw and {prefix}calibrated need equal lengths, got {len(raw)} and "
-                         f"{len(calibrated)}")
-    if bound > 0 and not raw:
-        raise ValueError(f"{prefix}raw is empty but {prefix}bound is {bound}: a calibration needs knots")
-    if not all(math.isfinite(v) for v in raw) or any(b < a for a, b in zip(raw, raw[1:])):
-        raise ValueError(f"{prefix}raw must be finite and non-decreasing, got {list(raw)}")
-    if not all(0.0 <= v <= 1.0 for v in calibrated) or any(b < a for a, b in zip(calibrated, calibrated[1:])):
-        raise ValueError(f"{prefix}calibrated must be in [0, 1] and non-decreasing, got {list(calibrated)}")
 
 
 @dataclass(frozen=True)
@@ -116,13 +96,6 @@ class Calibration:
         inference.confidence_calibrated = self.calibrated
         inference.confidence_weights = self.weights
         inference.__post_init__()
-
-
-def check_weights(weights: Sequence[float], prefix: str) -> None:
-    """Refuse score weights of the wrong count or non-finite ones (`prefix` + "weights" names the key)."""
-    if weights and (len(weights) != 1 + len(FEATURES) or not all(math.isfinite(w) for w in weights)):
-        raise ValueError(f"{prefix}weights must be empty or {1 + len(FEATURES)} finite values (constant, "
-                         f"{', '.join(FEATURES)}), got {list(weights)}")
 
 
 def feature_maps(conf: np.ndarray, anchors_uv: np.ndarray | None) -> list[np.ndarray | float]:

@@ -58,7 +58,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from . import scattered
+from . import interpolation
 
 MODES = ("none", "scale", "scale_local", "scale_shift")
 LOCAL_GRID_ROWS = 60  # scale_local: the correction is computed on a grid of ~60 cells along the short side
@@ -148,7 +148,7 @@ def local_correction(anchors: np.ndarray, depth: np.ndarray) -> np.ndarray:
     """Return the HxW factor exp(r(x)) that takes `depth` through the anchors (u, v, log residual).
 
     r is the mean of two interpolations of the residuals r_i: linear on the anchors' Delaunay
-    triangulation (nearest outside the hull; `scattered.interpolate`), and the bilateral average
+    triangulation (nearest outside the hull; `interpolation.interpolate`), and the bilateral average
     sum_i w_i(x) r_i / sum_i w_i(x), w_i = exp(-|x - p_i|^2 / (2 sigma^2) - (log d(x) - log d_i)^2
     / (2 rho^2)), sigma = LOCAL_SPATIAL x sqrt(H W / N), rho = LOCAL_RANGE, d_i the prediction at
     the anchor. Linear alone bleeds across depth edges between points, bilateral alone is flat
@@ -165,7 +165,7 @@ def local_correction(anchors: np.ndarray, depth: np.ndarray) -> np.ndarray:
     ys = (np.arange(gh) + 0.5) * (h / gh) - 0.5
     xs = (np.arange(gw) + 0.5) * (w / gw) - 0.5
     grid_u, grid_v = np.meshgrid(xs, ys)
-    linear = scattered.interpolate(anchors, grid_u, grid_v)
+    linear = interpolation.interpolate(anchors, grid_u, grid_v)
     valid = np.isfinite(depth) & (depth > 0)
     log_depth = np.log(np.where(valid, depth, 1.0)).astype(np.float32)
     guide = cv2.resize(log_depth, (gw, gh), interpolation=cv2.INTER_AREA).astype(np.float64)
