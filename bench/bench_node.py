@@ -90,9 +90,9 @@ def run(args: argparse.Namespace) -> dict[str, float | str]:
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+    from fusanet_ros.startup.dds import dds_env, pick_domain_id
     from fusanet_ros.startup.launch_description import depth_nodes
     from fusanet_ros.startup.probe import Probe
-    from fusanet_ros.startup.dds import dds_env, pick_domain_id
     from fusanet_ros.startup.runner import Runner
 
     checkpoint, model_note = _checkpoint(args)

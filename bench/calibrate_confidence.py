@@ -40,9 +40,16 @@ import torch
 
 from fusanet_core import load_config, Predictor
 from fusanet_core.checkpoint import load_model, read_checkpoint, save_checkpoint
-from fusanet_core.inference.confidence import (Calibration, FEATURES, fit_calibration, kept_by_threshold, quantile_edges,
-                                     reliability, score_features)
 from fusanet_core.evaluation.metrics import valid_mask
+from fusanet_core.inference.confidence import (
+    Calibration,
+    FEATURES,
+    fit_calibration,
+    kept_by_threshold,
+    quantile_edges,
+    reliability,
+    score_features,
+)
 from fusanet_core.inference.point_fit import fit_to_points
 
 GROUPS = ("val", "unseen")  # fitted on; checked only

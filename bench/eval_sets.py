@@ -51,13 +51,13 @@ from point_baselines import interpolate_points, keypoint_points
 import torch
 
 from fusanet_core import load_config, Predictor
+from fusanet_core.checkpoint import FIRST_CHECKPOINT
 from fusanet_core.datasets import build_source, parse_spec, resolve_path, split_repeat
 from fusanet_core.datasets.base import range_label
 from fusanet_core.datasets.transforms import Frame
-from fusanet_core.io.images import read_rgb
 from fusanet_core.evaluation.metrics import compute_metrics, valid_mask
 from fusanet_core.inference.point_fit import fit_to_points
-from fusanet_core.checkpoint import FIRST_CHECKPOINT
+from fusanet_core.io.images import read_rgb
 
 POINT_KINDS = {"exact": (0.0, 0.0), "noisy": (0.03, 0.05)}  # (relative noise sigma, outlier share)
 FITS = ("scale", "scale_local", "scale_shift")

@@ -4,16 +4,17 @@
 of the image (textured places, not a uniform grid), with the ground-truth depth there, optionally
 with relative depth noise and outliers. `interpolate_points` is the no-network baseline: plain
 linear interpolation of the points (Delaunay, inside their convex hull), the nearest point's
-depth outside it. The interpolation itself is `fusanet_core.inference.interpolation` (also half of the `scale_local` fit).
+depth outside it. The interpolation itself is `fusanet_core.inference.interpolation` (also half of
+the `scale_local` fit).
 
-Used by bench/eval_sets.py together with fusanet_core/point_fit.py.
+Used by bench/eval_sets.py together with fusanet_core/inference/point_fit.py.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from fusanet_core.inference import interpolation as scattered
+from fusanet_core.inference import interpolation
 from fusanet_core.model.points import sift_guiding_points
 
 
@@ -86,4 +87,4 @@ def interpolate_points(points: np.ndarray, height: int, width: int) -> np.ndarra
     pts = np.asarray(points, np.float64).reshape(-1, 3)
     pts = pts[np.all(np.isfinite(pts), axis=1) & (pts[:, 2] > 0)]
     rows, cols = np.mgrid[0:height, 0:width]
-    return scattered.interpolate(pts, cols, rows).astype(np.float32)
+    return interpolation.interpolate(pts, cols, rows).astype(np.float32)

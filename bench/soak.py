@@ -57,9 +57,9 @@ def soak(args: argparse.Namespace) -> dict:
     from sensor_msgs.msg import Image
 
     from fusanet_ros.nodes import conversions as conv
+    from fusanet_ros.startup.dds import dds_env, pick_domain_id
     from fusanet_ros.startup.launch_description import depth_nodes
     from fusanet_ros.startup.probe import Probe
-    from fusanet_ros.startup.dds import dds_env, pick_domain_id
     from fusanet_ros.startup.runner import Runner
 
     domain = pick_domain_id()

@@ -90,6 +90,19 @@ def scale_intrinsics(k: tuple[float, float, float, float], sx: float, sy: float)
     return fx * sx, fy * sy, scale_pixel(cx, sx), scale_pixel(cy, sy)
 
 
+def scale_points(uvz: np.ndarray | None, sx: float, sy: float) -> np.ndarray | None:
+    """Return (N, >= 2) points (u, v, ...) after resizing their image by (sx, sy) (`scale_pixel`).
+
+    The points themselves (not a copy) when the size does not change, None for None.
+    """
+    if uvz is None or (sx == 1 and sy == 1):
+        return uvz
+    out = np.array(uvz, copy=True)
+    out[:, 0] = scale_pixel(out[:, 0], sx)
+    out[:, 1] = scale_pixel(out[:, 1], sy)
+    return out
+
+
 # ------------------------------------------------------------------------ projection, back-projection
 def project(x: Any, y: Any, z: Any, intrinsics: Any) -> tuple[Any, Any]:
     """Pixel (u, v) of camera points (X, Y, Z): u = fx X / Z + cx, v = fy Y / Z + cy (no checks)."""

@@ -55,8 +55,8 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
 
 
 def run_launch(args: argparse.Namespace) -> int:
-    from fusanet_ros.startup.launch_description import depth_nodes, parse_param
     from fusanet_ros.startup.dds import dds_env
+    from fusanet_ros.startup.launch_description import depth_nodes, parse_param
     from fusanet_ros.startup.runner import run_foreground, Runner
 
     values = {arg.name: getattr(args, arg.name) for arg in args.launch_arguments}

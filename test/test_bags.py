@@ -93,7 +93,7 @@ def test_bag_and_message_readers_need_no_ros_and_no_torch() -> None:
             "for name in ('rclpy', 'sensor_msgs', 'sensor_msgs.msg', 'std_msgs', 'std_msgs.msg', 'fusanet_ros'):\n"
             "    sys.modules[name] = None\n"
             "import fusanet_core.io.bags, fusanet_core.io.messages\n"
-            "assert 'torch' not in sys.modules, 'bags/msg_arrays pulled in torch'\n"
+            "assert 'torch' not in sys.modules, 'io.bags/io.messages pulled in torch'\n"
             "import fusanet_core.datasets.bag\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -102,7 +102,7 @@ def test_bag_and_message_readers_need_no_ros_and_no_torch() -> None:
 def test_readers_work_on_rosbags_messages_with_any_encoding_case() -> None:
     from rosbags.typesys import get_typestore, Stores
 
-    from fusanet_core.io import messages as msg_arrays
+    from fusanet_core.io import messages
 
     image = get_typestore(Stores.LATEST).types["sensor_msgs/msg/Image"]
     bgr = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
@@ -125,7 +125,7 @@ def test_error_reason_is_one_bounded_line():
     assert error_reason(OSError("x" * 500)) == "x" * 500  # CLIs keep the whole line
 
 
-# ------------------------------------------------------------------ msg_arrays input bounds
+# ------------------------------------------------------------------ io.messages input bounds
 def _msg(**fields):
     from types import SimpleNamespace
 
@@ -133,7 +133,7 @@ def _msg(**fields):
 
 
 def test_raw_images_above_the_pixel_limit_are_refused_before_the_data_is_read() -> None:
-    from fusanet_core.io import messages as msg_arrays
+    from fusanet_core.io import messages
 
     class Untouchable:
         def __buffer__(self, flags):  # np.frombuffer would call this: the check must come first
@@ -154,7 +154,7 @@ def test_compressed_images_are_checked_by_header_size_and_completeness(capfd) ->
     import struct
     import zlib
 
-    from fusanet_core.io import messages as msg_arrays
+    from fusanet_core.io import messages
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
@@ -189,7 +189,7 @@ def test_compressed_images_are_checked_by_header_size_and_completeness(capfd) ->
     ("fy", 1e6, r"fy = 1e\+06 is implausible"),
 ])
 def test_camera_info_intrinsics_must_be_plausible_for_the_image_size(field, value, match) -> None:
-    from fusanet_core.io import messages as msg_arrays
+    from fusanet_core.io import messages
 
     k = {"fx": 525.0, "fy": 525.0, "cx": 319.5, "cy": 239.5}
     assert messages.camera_info_intrinsics(_info(k)) == (525.0, 525.0, 319.5, 239.5)

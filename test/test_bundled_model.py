@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from fusanet_core.inference import interpolation as scattered
+from fusanet_core.checkpoint import DEFAULT_CHECKPOINT
 from fusanet_core.datasets import build_source
 from fusanet_core.evaluation.metrics import compute_metrics
-from fusanet_core.training.model_health import point_coverage
-from fusanet_core.checkpoint import DEFAULT_CHECKPOINT
+from fusanet_core.inference import interpolation
 from fusanet_core.inference.predictor import Predictor
+from fusanet_core.training.model_health import point_coverage
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample" / "tum_rgbd"
 pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="no bundled checkpoint")
@@ -85,7 +85,7 @@ def test_known_points_beat_interpolating_them(predictor, node_default, sample_fr
     out = node_default.predict(rgb, k, points)
     fitted = compute_metrics(out["depth"], gt)
     rows, cols = np.mgrid[0:gt.shape[0], 0:gt.shape[1]]
-    interpolated = compute_metrics(scattered.interpolate(points, cols, rows).astype(np.float32), gt)
+    interpolated = compute_metrics(interpolation.interpolate(points, cols, rows).astype(np.float32), gt)
     assert out["point_fit"]["applied"]
     assert fitted["rmse"] < 0.6 * alone["rmse"] and fitted["delta1"] > alone["delta1"]
     assert fitted["rmse"] < interpolated["rmse"] and fitted["delta1"] > interpolated["delta1"]

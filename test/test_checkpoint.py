@@ -145,9 +145,9 @@ def test_export_check_is_nan_proof_and_leaves_no_file(saved, tmp_path, monkeypat
 
 
 def test_export_defaults_to_the_bundled_checkpoint_and_applies_the_size_rule(monkeypatch, tmp_path):
-    from fusanet_core.inference import export
-    from fusanet_core.cli import main
     from fusanet_core.checkpoint import DEFAULT_CHECKPOINT
+    from fusanet_core.cli import main
+    from fusanet_core.inference import export
 
     seen = {}
 

@@ -5,9 +5,9 @@ import pytest
 
 from fusanet_core import Predictor, preset_config
 from fusanet_core.checkpoint import load_model
-from fusanet_core.inference.confidence import (anchor_distance, Calibration, fit_calibration, pool_adjacent_violators,
-                                     reliability, score_features)
 from fusanet_core.config import config_from_dict, InferenceConfig
+from fusanet_core.inference.confidence import (anchor_distance, Calibration, fit_calibration,
+                                               pool_adjacent_violators, reliability, score_features)
 
 RAW = np.linspace(0.0, 1.0, 1000)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fusanet_core.inference import predictor
 from fusanet_core.config import config_from_dict
 from fusanet_core.device import check_device_name, resolve_device
+from fusanet_core.inference import predictor
 from fusanet_core.training.trainer import Trainer
 
 

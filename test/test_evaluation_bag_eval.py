@@ -21,13 +21,10 @@ pytest.importorskip("rosbags")
 from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 from rosbags.typesys import get_typestore, Stores  # noqa: E402
 
-from fusanet_core.io.bags import closest_topic, open_bag  # noqa: E402
-from fusanet_core.evaluation.metrics import compute_metrics  # noqa: E402
-from fusanet_core.io.messages import image_to_depth  # noqa: E402
 from fusanet_core.evaluation.bag_eval import BagEvalOptions, evaluate_bag  # noqa: E402
+from fusanet_core.evaluation.metrics import compute_metrics  # noqa: E402
 from fusanet_core.evaluation.pairing import pair_nearest  # noqa: E402
 from fusanet_core.evaluation.registration import realsense_extrinsic, register_depth, tf_static_extrinsic  # noqa: E402
-from fusanet_core.geometry import parse_extrinsic, RigidTransform  # noqa: E402
 from fusanet_core.evaluation.report import write_report  # noqa: E402
 from fusanet_core.evaluation.scoring import (  # noqa: E402
     EvalSettings,
@@ -35,6 +32,9 @@ from fusanet_core.evaluation.scoring import (  # noqa: E402
     PanelKeeper,
     parse_crop,
 )
+from fusanet_core.geometry import parse_extrinsic, RigidTransform  # noqa: E402
+from fusanet_core.io.bags import closest_topic, open_bag  # noqa: E402
+from fusanet_core.io.messages import image_to_depth  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample" / "tum_rgbd"

@@ -34,9 +34,9 @@ from std_msgs.msg import Header  # noqa: E402
 
 from fusanet_ros.nodes import conversions as conv  # noqa: E402
 from fusanet_ros.nodes.worker import BAD_INPUT_KINDS  # noqa: E402
+from fusanet_ros.startup.dds import dds_env, pick_domain_id  # noqa: E402
 from fusanet_ros.startup.launch_description import depth_nodes  # noqa: E402
 from fusanet_ros.startup.probe import Probe  # noqa: E402
-from fusanet_ros.startup.dds import dds_env, pick_domain_id  # noqa: E402
 from fusanet_ros.startup.runner import Runner  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -10,6 +10,7 @@ pytest.importorskip("sensor_msgs.msg")
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
+from fusanet_core.geometry import project_points, scale_intrinsics  # noqa: E402
 from fusanet_ros.nodes import conversions as conv  # noqa: E402
 
 RNG = np.random.default_rng(0)
@@ -135,7 +136,7 @@ def test_scaled_camera_info_matches_scale_intrinsics() -> None:
     info.p[3] = -52.09  # stereo Tx = -fx * B
     half = conv.scaled_camera_info(info, 320, 240)
     assert (half.width, half.height) == (320, 240) and half.header.frame_id == "cam_optical"
-    expected = conv.scale_intrinsics(K, 0.5, 0.5)
+    expected = scale_intrinsics(K, 0.5, 0.5)
     assert conv.camera_info_intrinsics(half) == pytest.approx(expected)
     assert (half.k[0], half.k[4], half.k[2], half.k[5]) == pytest.approx(expected)
     assert half.p[3] == pytest.approx(-52.09 / 2)
@@ -220,7 +221,7 @@ def test_projection_drops_nan_behind_and_out_of_frame_points() -> None:
     fx, fy, cx, cy = K
     good = np.array([[0.0, 0.0, 2.0], [0.5, -0.2, 1.5]])
     bad = np.array([[np.nan, 0, 1], [0, 0, -1.0], [0, 0, 0], [10.0, 0, 1.0]])
-    uvz, dropped = conv.project_points(np.concatenate([good, bad]), K, 640, 480)
+    uvz, dropped = project_points(np.concatenate([good, bad]), K, 640, 480)
     assert dropped == 4 and uvz.shape == (2, 3)
     np.testing.assert_allclose(uvz[1], [fx * 0.5 / 1.5 + cx, fy * -0.2 / 1.5 + cy, 1.5], rtol=1e-5)
 

@@ -21,8 +21,8 @@ pytest.importorskip("rclpy")
 
 from std_msgs.msg import Header  # noqa: E402
 
-from fusanet_core.evaluation.metrics import compute_metrics  # noqa: E402
 from fusanet_core.evaluation.bag_eval import BagEvalOptions, evaluate_bag  # noqa: E402
+from fusanet_core.evaluation.metrics import compute_metrics  # noqa: E402
 from fusanet_core.evaluation.pairing import StampPairing  # noqa: E402
 from fusanet_core.evaluation.registration import register_depth  # noqa: E402
 from fusanet_core.geometry import RigidTransform  # noqa: E402
@@ -157,8 +157,8 @@ def make_node(tmp_path: Path) -> Any:
     from rclpy.parameter import Parameter
     from rclpy.signals import SignalHandlerOptions
 
-    from fusanet_ros.startup.probe import prepare_process_env
     from fusanet_ros.startup.dds import pick_domain_id
+    from fusanet_ros.startup.probe import prepare_process_env
 
     domain = pick_domain_id()
     prepare_process_env(domain)

@@ -20,9 +20,9 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from fusanet_ros.nodes import conversions as conv  # noqa: E402
+from fusanet_ros.startup.dds import dds_env, pick_domain_id  # noqa: E402
 from fusanet_ros.startup.launch_description import depth_nodes  # noqa: E402
 from fusanet_ros.startup.probe import Probe  # noqa: E402
-from fusanet_ros.startup.dds import dds_env, pick_domain_id  # noqa: E402
 from fusanet_ros.startup.runner import LifecycleClient, Runner  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

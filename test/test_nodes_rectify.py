@@ -10,8 +10,9 @@ pytest.importorskip("sensor_msgs.msg")
 
 from std_msgs.msg import Header  # noqa: E402
 
+from fusanet_core.geometry import scale_intrinsics  # noqa: E402
 from fusanet_ros.nodes import conversions as conv  # noqa: E402
-from fusanet_ros.nodes.depth_node import BadInput, DepthCore, mark_invalid, sparse_cloud_in_camera  # noqa: E402
+from fusanet_ros.nodes.depth_pipeline import BadInput, mark_invalid, sparse_cloud_in_camera, sparse_to_uvz  # noqa: E402
 from fusanet_ros.nodes.depth_settings import PARAMETERS, validate_settings  # noqa: E402
 from fusanet_ros.nodes.params import defaults  # noqa: E402
 from fusanet_ros.nodes.rectify import needs_rectification, Rectifier, topic_is_rectified  # noqa: E402
@@ -74,7 +75,7 @@ def test_published_camera_info_is_the_rectified_camera_at_the_output_size() -> N
     header = Header(frame_id="cam")
     out = conv.output_camera_info(info, K, 320, 240, (640, 480), header)
     assert list(out.d) == [0.0] * 5 and np.allclose(np.reshape(out.r, (3, 3)), np.eye(3))
-    fx, fy, cx, cy = conv.scale_intrinsics(K, 0.5, 0.5)
+    fx, fy, cx, cy = scale_intrinsics(K, 0.5, 0.5)
     np.testing.assert_allclose(out.k, [fx, 0, cx, 0, fy, cy, 0, 0, 1])
     np.testing.assert_allclose(out.p, [fx, 0, cx, -12.5, 0, fy, cy, 0, 0, 0, 1, 0])
     assert (out.width, out.height, out.header.frame_id) == (320, 240, "cam")
@@ -147,9 +148,9 @@ def test_a_sparse_depth_image_on_a_raw_image_moves_with_the_rectification() -> N
     msg = conv.array_to_image(sparse, "32FC1", Header(frame_id="cam"))
     p_k = conv.camera_info_intrinsics(info)  # the rectified camera: the network's intrinsics
     s = _settings(sparse__type="depth_image")
-    raw, dropped = DepthCore._sparse_to_uvz(msg, Header(frame_id="cam"), p_k, None, 640, 480, s)
+    raw, dropped = sparse_to_uvz(msg, Header(frame_id="cam"), p_k, None, 640, 480, s)
     assert dropped == 0 and np.allclose(raw, [[60, 50, 1.5]])  # not rectified: untouched
-    moved, dropped = DepthCore._sparse_to_uvz(msg, Header(frame_id="cam"), p_k, info, 640, 480, s)
+    moved, dropped = sparse_to_uvz(msg, Header(frame_id="cam"), p_k, info, 640, 480, s)
     k = np.array([[K[0], 0, K[2]], [0, K[1], K[3]], [0, 0, 1]])
     expected = cv2.undistortPoints(np.array([[[60.0, 50.0]]]), k, np.array(D), R=np.reshape(info.r, (3, 3)),
                                    P=np.reshape(info.p, (3, 4))).reshape(2)

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fusanet_core.checkpoint import load_model
+from fusanet_core.checkpoint import FIRST_CHECKPOINT, load_model
+from fusanet_core.inference.predictor import Predictor
 from fusanet_core.model.saliency_net import select_salient_points, spatial_priority
 from fusanet_core.training.model_health import FlatSaliencyMonitor, point_coverage
-from fusanet_core.checkpoint import FIRST_CHECKPOINT
-from fusanet_core.inference.predictor import Predictor
 
 ASSET = Path(__file__).resolve().parent / "assets" / "tiny_saliency_300.pt"
 

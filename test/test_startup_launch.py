@@ -377,7 +377,7 @@ def test_dds_env_defaults_and_respects_the_caller() -> None:
     assert env["ROS_DOMAIN_ID"] == "123" and env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
     assert Path(env["FASTDDS_DEFAULT_PROFILES_FILE"]).name == "fastdds_shm.xml"
     own = dds_mod.dds_env(None, base={"ROS_DOMAIN_ID": "7", "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET",
-                                         "FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"})
+                                      "FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"})
     assert (own["ROS_DOMAIN_ID"], own["ROS_AUTOMATIC_DISCOVERY_RANGE"], own["FASTDDS_DEFAULT_PROFILES_FILE"]) == (
         "7", "SUBNET", "/mine.xml")
     assert 1 <= dds_mod.pick_domain_id() <= 101  # ROS 2 safe ids on Linux

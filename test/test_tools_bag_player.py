@@ -17,8 +17,8 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from fusanet_ros.cli import main as cli_main  # noqa: E402
 from fusanet_ros.nodes import conversions as conv  # noqa: E402
-from fusanet_ros.startup.probe import Probe  # noqa: E402
 from fusanet_ros.startup.dds import dds_env, pick_domain_id  # noqa: E402
+from fusanet_ros.startup.probe import Probe  # noqa: E402
 from fusanet_ros.tools import bag_player  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

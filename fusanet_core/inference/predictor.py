@@ -17,7 +17,7 @@ from .point_fit import check_mode, fit_to_points, PointFit
 from ..checkpoint import apply_input_size, default_checkpoint, file_sha256, load_model
 from ..config import Config
 from ..device import resolve_device
-from ..geometry import as_intrinsics, scale_intrinsics, scale_pixel
+from ..geometry import as_intrinsics, scale_intrinsics, scale_pixel, scale_points
 from ..model.points import PointBatch
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,8 @@ class Predictor:
         self.scale_from_points = check_mode(mode)
         self.scale_fit_min_points = int(min_points)
         self.prime_with_points = bool(prime)
+        # One reference swap: a predict() running in another thread sees the old or the new settings, never a mix.
+        self._point_fit = (self.scale_from_points, self.scale_fit_min_points, self.prime_with_points)
 
     def onnx_sessions(self) -> dict[int, Any]:
         """Return the onnxruntime sessions {max points: session}, exported or loaded now if not yet.
@@ -150,7 +152,8 @@ class Predictor:
                    scale_from_points, scale_fit_min_points, prime_with_points)
 
     @torch.inference_mode()
-    def predict(self, rgb: np.ndarray, intrinsics: Any = None, points: np.ndarray | None = None) -> dict[str, Any]:
+    def predict(self, rgb: np.ndarray, intrinsics: Any = None, points: np.ndarray | None = None,
+                output_size: tuple[int, int] | None = None) -> dict[str, Any]:
         """Depth for one image.
 
         Args:
@@ -159,9 +162,11 @@ class Predictor:
             points: optional (N, 3) known points (u, v, depth in metres) in input pixels, e.g. SLAM
                 landmarks or LiDAR; non-finite, non-positive and out-of-frame points are dropped
                 (and with the onnxruntime backend, more than `max_points` are thinned evenly).
+            output_size: (height, width) of the depth and confidence maps; None = the input's. The
+                network output is resized once, straight to it, and the point fit works at that size.
 
         Returns:
-            dict: "depth" HxW float32 metres, "confidence" HxW float32 in [0, 1] (see the class;
+            dict: "depth" HxW float32 metres (output_size), "confidence" HxW float32 in [0, 1] (see the class;
             "confidence_calibrated" says whether it is the calibrated probability), "salient_points"
             (M, 3) float32 (u, v, depth) in input pixels, "salient_scores" (M,), and
             "points_used" (how many input points survived the checks and were used), "point_fit" (the
@@ -170,6 +175,7 @@ class Predictor:
         """
         rgb = _check_rgb(rgb)
         h, w = rgb.shape[:2]
+        out_h, out_w = (h, w) if output_size is None else _check_size(output_size)
         nh, nw = self.input_size
         sx, sy = nw / w, nh / h
         small = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if sx < 1 and sy < 1 else cv2.INTER_LINEAR)
@@ -177,7 +183,8 @@ class Predictor:
         if intrinsics is not None:
             k = scale_intrinsics(tuple(as_intrinsics(intrinsics)), sx, sy)
         kept = None if points is None else _check_points(points, h, w)
-        primer = kept if self.prime_with_points else None
+        fit_mode, fit_min_points, prime = self._point_fit
+        primer = kept if prime else None
         if self._graphs is not None:
             depth, conf, salient, scores, used = self._forward_onnx(small, k, primer, sx, sy)
         else:
@@ -186,28 +193,36 @@ class Predictor:
             used = len(kept)
         if conf is None:
             conf = np.ones_like(depth)
+        # The one resize of the network output: to the output size (the input's unless asked otherwise);
+        # an output smaller than the network's both ways is averaged (INTER_AREA), as the node once did.
+        shrink = (out_h, out_w) != (h, w) and out_h < nh and out_w < nw
+        interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
         result = {
-            "depth": cv2.resize(depth, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32),
-            "confidence": np.clip(cv2.resize(conf, (w, h), interpolation=cv2.INTER_LINEAR),
+            "depth": cv2.resize(depth, (out_w, out_h), interpolation=interp).astype(np.float32),
+            "confidence": np.clip(cv2.resize(conf, (out_w, out_h), interpolation=interp),
                                   0.0, 1.0).astype(np.float32),
             "points_used": used,
         }
         result.update(_salient_to_input(salient, scores, 1 / sx, 1 / sy))
-        fit = self._fit_points(result["depth"], kept)
+        # The fit works on the output maps: points in their pixels (the salient points are returned in input pixels).
+        to_out = (out_w / w, out_h / h)
+        fit = self._fit_points(result["depth"], scale_points(kept, *to_out), fit_mode, fit_min_points)
         if self.calibration is not None:  # after the clip, on both backends' output; knows the fit's points
             result["confidence"] = self.calibration.apply(result["confidence"], fit.anchor_pixels())
         result["confidence_calibrated"] = self.calibration is not None
         network_depth, result["depth"] = result["depth"], fit.apply(result["depth"])
         # the same correction as the map, per pixel for scale_local
-        result["salient_points"][:, 2] = fit.apply_at(result["salient_points"], network_depth, result["depth"])
+        result["salient_points"][:, 2] = fit.apply_at(scale_points(result["salient_points"], *to_out), network_depth,
+                                                      result["depth"])
         result["point_fit"] = fit.as_dict()
         return result
 
-    def _fit_points(self, depth: np.ndarray, kept: np.ndarray | None) -> PointFit:
-        """Fit the full-resolution depth to the user's points (not the salient ones: those are the network's)."""
-        if kept is None and self.scale_from_points != "none":
-            return PointFit(self.scale_from_points, reason="no points")
-        return fit_to_points(depth, kept, self.scale_from_points, self.scale_fit_min_points)
+    @staticmethod
+    def _fit_points(depth: np.ndarray, kept: np.ndarray | None, mode: str, min_points: int) -> PointFit:
+        """Fit the output depth to the user's points (not the salient ones: those are the network's)."""
+        if kept is None and mode != "none":
+            return PointFit(mode, reason="no points")
+        return fit_to_points(depth, kept, mode, min_points)
 
     def _forward_torch(self, small: np.ndarray, k: tuple | None, kept: np.ndarray | None, sx: float,
                        sy: float) -> tuple:
@@ -254,6 +269,17 @@ class Predictor:
         depth, conf, sal, scores = onnx_runtime.run(sessions[p], image, points, valid, kt)
         salient = sal[0] if self.cfg.model.use_saliency and sal.shape[1] else None
         return depth[0, 0], None if not self.cfg.model.use_confidence else conf[0, 0], salient, scores[0], used
+
+
+def _check_size(size: Any) -> tuple[int, int]:
+    """(height, width) of an output size; both must be positive integers."""
+    try:
+        out_h, out_w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        out_h = out_w = 0
+    if out_h <= 0 or out_w <= 0:
+        raise ValueError(f"output_size must be (height, width) > 0, got {size!r}")
+    return out_h, out_w
 
 
 def _check_rgb(rgb: Any) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Image files in and out: RGB, 16-bit depth PNGs, confidence, coloured previews.
 
-Every encoded image the package reads (files here, CompressedImage messages in `msg_arrays`,
+Every encoded image the package reads (files here, CompressedImage messages in `messages`,
 training data in `datasets`) goes through `decode_image`, the one place for the input rules:
 the size is read from the header and refused above a limit before any pixel is decoded, and a
 truncated or corrupt file is refused instead of decoded into a half-grey picture.

@@ -18,6 +18,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from fusanet_core.geometry import Intrinsics, scale_intrinsics
 from fusanet_core.io.messages import (
     camera_info_intrinsics,
     check_camera_info_size,
@@ -38,7 +39,6 @@ from fusanet_core.io.messages import (
     TooLargeError,
     unpack_rgb,
 )
-from fusanet_core.geometry import Intrinsics, scale_intrinsics
 
 __all__ = [
     # readers (fusanet_core.io.messages)

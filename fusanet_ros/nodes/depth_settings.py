@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from fusanet_core.device import check_device_name
-from fusanet_core.inference.point_fit import MODES as SCALE_FIT_MODES
 from fusanet_core.geometry import parse_extrinsic, RigidTransform
+from fusanet_core.inference.point_fit import MODES as SCALE_FIT_MODES
 from fusanet_ros.nodes.params import choice, number, Param
 
 OUTPUT_ENCODINGS = ("32FC1", "16UC1")

@@ -15,7 +15,6 @@ SIGKILL. Shared-memory files that dead participants leave in /dev/shm are remove
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 import signal
 import subprocess

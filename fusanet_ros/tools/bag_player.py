@@ -28,8 +28,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 # open_bag and bag_topics are also this module's API (imported from here by its callers).
-from fusanet_core.io.bags import bag_topics, open_bag, require_topics  # noqa: F401
 from fusanet_core.errors import error_reason
+from fusanet_core.io.bags import bag_topics, open_bag, require_topics  # noqa: F401
 
 log = logging.getLogger(__name__)
 
