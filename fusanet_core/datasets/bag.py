@@ -21,6 +21,7 @@ import numpy as np
 
 from .base import range_label, select_rows
 from .transforms import default_intrinsics, Frame
+from ..geometry import scale_intrinsics
 from ..io import messages
 from ..io.bags import bag_topics, closest_topic, open_bag, require_topics
 
@@ -217,7 +218,7 @@ class BagSource:
             k = default_intrinsics(*depth.shape)
         elif self.info_size and self.info_size != depth.shape and all(self.info_size):
             sy, sx = depth.shape[0] / self.info_size[0], depth.shape[1] / self.info_size[1]
-            k = np.array(messages.scale_intrinsics(tuple(k), sx, sy))
+            k = np.array(scale_intrinsics(tuple(k), sx, sy))
         return Frame(rgb, depth, k.copy())
 
 

@@ -46,8 +46,8 @@ from fusanet_core.evaluation.registration import (
 from fusanet_core.evaluation.report import write_report
 from fusanet_core.evaluation.scoring import EvalSettings, Evaluation, parse_crop
 from fusanet_core.geometry import parse_extrinsic, RigidTransform
-from fusanet_core.io import messages
 from fusanet_core.io.bags import bag_topics, closest_topic, open_bag, require_topics
+from fusanet_core.io.messages import check_pixel_count, DEFAULT_MAX_INPUT_PIXELS, image_to_depth, image_to_rgb, stamp_ns
 
 log = logging.getLogger(__name__)
 
@@ -265,12 +265,12 @@ def _scan(reader: Any, opts: BagEvalOptions, info_topics: tuple[str | None, str 
     messages = _Messages(reader, wanted)
     for topic, bag_ns, msg in messages:
         if topic in (opts.image_topic, opts.depth_topic):
-            stamps[topic].append((messages.stamp_ns(msg.header), bag_ns))
+            stamps[topic].append((stamp_ns(msg.header), bag_ns))
             frames.setdefault(topic, str(msg.header.frame_id))
         elif topic in (color_info, depth_info):
             model = _model(msg, topic)
             if topic == color_info:
-                color_infos.append((messages.stamp_ns(msg.header), bag_ns, model))
+                color_infos.append((stamp_ns(msg.header), bag_ns, model))
             if topic not in infos and model is not None:
                 infos[topic] = msg  # the first valid one describes the stream for registration
         elif topic == "/tf_static":
@@ -420,7 +420,7 @@ class _ColorInfos:
 def _predict(predictor: Any, msg: Any, color: CameraModel | None, evaluation: Evaluation) -> dict[str, Any]:
     """{'pred', 'rgb'} or {'error'} for one colour message."""
     try:
-        rgb = messages.image_to_rgb(msg, max_pixels=messages.DEFAULT_MAX_INPUT_PIXELS)
+        rgb = image_to_rgb(msg, max_pixels=DEFAULT_MAX_INPUT_PIXELS)
     except ValueError as err:
         return {"error": f"bad colour image: {err}"}
     height, width = rgb.shape[:2]
@@ -444,9 +444,9 @@ def _prepare_gt(msg: Any, scale: float, registration: Registration | None) -> An
     """Return the registered ground truth in metres, or the error text of a bad message."""
     try:
         # The same bound as the colour images: a lying width x height must not size an allocation.
-        limit = messages.DEFAULT_MAX_INPUT_PIXELS
-        messages.check_pixel_count(int(msg.width), int(msg.height), limit, "depth image")
-        depth = messages.image_to_depth(msg, scale)
+        limit = DEFAULT_MAX_INPUT_PIXELS
+        check_pixel_count(int(msg.width), int(msg.height), limit, "depth image")
+        depth = image_to_depth(msg, scale)
         return registration.apply(depth) if registration is not None else depth
     except ValueError as err:
         return f"bad ground-truth depth: {err}"

@@ -97,7 +97,7 @@ def eval_player(values: dict[str, Any], python: str | None = None) -> list[str]:
     use_sim_time it publishes the bag's /clock, which the nodes then run on.
     """
     from fusanet_ros.startup.launch_description import parse_flag
-    from fusanet_ros.tools.bag_player import player_process
+    from fusanet_ros.startup.launch_description import player_process
 
     return player_process(values["bag"], eval_player_topics(values), values.get("rate", 1.0), wait_for_subscribers=120,
                           python=python, clock=parse_flag(values.get("use_sim_time", "false"), "use_sim_time"))

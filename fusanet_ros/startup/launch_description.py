@@ -10,6 +10,7 @@ No ROS import here: this module must load under `ros2 launch` and in the plain r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 import site
@@ -239,3 +240,24 @@ def depth_nodes(
         autostart=parse_flag(autostart, "autostart"),
     )
     return [node]
+
+
+def player_process(bag: str | Path, topics: Sequence[str] = (), rate: float = 1.0, wait_for_subscribers: float = 0.0,
+                   python: str | None = None, clock: bool = False) -> list[str]:
+    """Build the command line that runs the bag player (tools/bag_player.py) as a process.
+
+    The demo's and the eval launch's player.
+
+    `python -m fusanet_ros.tools.bag_player` starts without the core CLI (and torch).
+    """
+    if not float(rate) > 0:
+        raise ValueError(f"rate must be > 0, got {rate}")
+    cmd = [python or sys.executable, "-m", "fusanet_ros.tools.bag_player", str(Path(bag).expanduser().resolve()),
+           "--rate", str(float(rate))]
+    if [t for t in topics if t]:
+        cmd += ["--topics", *[t for t in topics if t]]
+    if wait_for_subscribers > 0:
+        cmd += ["--wait-for-subscribers", f"{wait_for_subscribers:g}"]
+    if clock:
+        cmd.append("--clock")
+    return cmd

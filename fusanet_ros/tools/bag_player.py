@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import importlib
 import logging
-from pathlib import Path
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -272,25 +271,6 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true", help="list the bag's topics and exit")
     p.add_argument("--clock", action="store_true",
                    help="publish rosgraph_msgs/Clock on /clock with the bag time (for nodes with use_sim_time)")
-
-
-def player_process(bag: str | Path, topics: Sequence[str] = (), rate: float = 1.0, wait_for_subscribers: float = 0.0,
-                   python: str | None = None, clock: bool = False) -> list[str]:
-    """Build the command line that runs this player as a process (the demo's and the eval launch's).
-
-    `python -m fusanet_ros.tools.bag_player` starts without the core CLI (and torch).
-    """
-    if not float(rate) > 0:
-        raise ValueError(f"rate must be > 0, got {rate}")
-    cmd = [python or sys.executable, "-m", "fusanet_ros.tools.bag_player", str(Path(bag).expanduser().resolve()),
-           "--rate", str(float(rate))]
-    if [t for t in topics if t]:
-        cmd += ["--topics", *[t for t in topics if t]]
-    if wait_for_subscribers > 0:
-        cmd += ["--wait-for-subscribers", f"{wait_for_subscribers:g}"]
-    if clock:
-        cmd.append("--clock")
-    return cmd
 
 
 def run_play(args: argparse.Namespace) -> int:

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from fusanet_ros.startup.dds import dds_env, pick_domain_id
-from fusanet_ros.startup.launch_description import depth_nodes, share_path
+from fusanet_ros.startup.launch_description import depth_nodes, player_process, share_path
 from fusanet_ros.startup.runner import Runner
-from fusanet_ros.tools.bag_player import player_process
+
 
 IMAGE_TOPIC = "/camera/color/image_raw"
 INFO_TOPIC = "/camera/color/camera_info"
