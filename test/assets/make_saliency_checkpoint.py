@@ -1,6 +1,6 @@
 """Writes test/assets/tiny_saliency_300.pt: the `tiny` preset trained 300 steps on real RGB-D data.
 
-test/test_saliency.py checks on it that a trained Saliency-Net gives a map with real spread and
+test/core/model/test_saliency.py checks on it that a trained Saliency-Net gives a map with real spread and
 points over the whole image (the first network's map collapsed to a constant). Needs
 ../shared/data (7-Scenes redkitchen, RealSense office); ~3 min on one CPU thread:
 

@@ -17,7 +17,7 @@ from fusanet_core.inference.predictor import Predictor
 from fusanet_core.model.saliency_net import select_salient_points, spatial_priority
 from fusanet_core.training.model_health import FlatSaliencyMonitor, point_coverage
 
-ASSET = Path(__file__).resolve().parent / "assets" / "tiny_saliency_300.pt"
+ASSET = Path(__file__).resolve().parents[2] / "assets" / "tiny_saliency_300.pt"
 
 
 def _image(rgb: np.ndarray, size: tuple[int, int]) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 from fusanet_core.model import build_model
 from fusanet_core.model.backbone import EfficientNetLite0, FEATURE_CHANNELS, PACKAGE, pretrained_weights_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 # ImageNet-1k class indices
 DESK, DESKTOP_COMPUTER, MONITOR = 526, 527, 664
 MOPED, MOTOR_SCOOTER = 665, 670

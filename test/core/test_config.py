@@ -9,7 +9,7 @@ import pytest
 
 from fusanet_core.config import config_from_dict, load_config, preset_config, PRESETS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NAN, INF = float("nan"), float("inf")
 
 

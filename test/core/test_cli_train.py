@@ -15,7 +15,7 @@ import yaml
 from fusanet_core.checkpoint import read_checkpoint
 from fusanet_core.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample" / "tum_rgbd"
 
 

@@ -21,9 +21,9 @@ from fusanet_ros.startup.dds import dds_env, pick_domain_id  # noqa: E402
 from fusanet_ros.startup.probe import Probe  # noqa: E402
 from fusanet_ros.tools import bag_player  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SAMPLE_BAG = ROOT / "sample" / "tum_rgbd_bag"
-D435 = Path(__file__).resolve().parents[2] / "shared" / "data" / "realsense_d435_bag"
+D435 = Path(__file__).resolve().parents[4] / "shared" / "data" / "realsense_d435_bag"
 if not D435.is_dir():
     D435 = Path("/work/shared/data/realsense_d435_bag")
 needs_d435 = pytest.mark.skipif(not D435.is_dir(), reason="shared D435 bag not available")

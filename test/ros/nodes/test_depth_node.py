@@ -31,7 +31,7 @@ from fusanet_ros.startup.launch_description import depth_nodes  # noqa: E402
 from fusanet_ros.startup.probe import Probe  # noqa: E402
 from fusanet_ros.startup.runner import Runner  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "sample" / "tum_rgbd"
 K = (520.9, 521.0, 325.1, 249.7)  # sample/tum_rgbd/manifest.csv, frames 00 and 01
 NODE = "/test_ns/depth_node"

@@ -25,7 +25,7 @@ from fusanet_ros.startup.launch_description import (
     parse_param,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 LAUNCH_FILE = ROOT / "launch" / "depth.launch.py"
 EVAL_LAUNCH_FILE = ROOT / "launch" / "eval.launch.py"
 SAMPLE_BAG = ROOT / "sample" / "tum_rgbd_bag"

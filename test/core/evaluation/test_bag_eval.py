@@ -36,10 +36,10 @@ from fusanet_core.geometry import parse_extrinsic, RigidTransform  # noqa: E402
 from fusanet_core.io.bags import closest_topic, open_bag  # noqa: E402
 from fusanet_core.io.messages import image_to_depth  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "sample" / "tum_rgbd"
 SAMPLE_BAG = ROOT / "sample" / "tum_rgbd_bag"
-D435 = Path(__file__).parents[1].parent / "shared" / "data" / "realsense_d435_bag"
+D435 = Path(__file__).parents[3].parent / "shared" / "data" / "realsense_d435_bag"
 D435_TOPICS = {"image": "/device_0/sensor_1/Color_0/image/data", "depth": "/device_0/sensor_0/Depth_0/image/data"}
 D435_FORMS = {"ros1": "single_depth_color_640x480.bag", "sqlite3": "rs_d435_ros2_sqlite3", "mcap": "rs_d435_ros2_mcap"}
 TS = get_typestore(Stores.LATEST)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample" / "tum_rgbd"
 SAMPLE_MCAP = ROOT / "sample" / "tum_rgbd_bag" / "tum_rgbd_bag.mcap"
 COLOR, DEPTH = "/camera/color/image_raw", "/camera/depth/image_raw"

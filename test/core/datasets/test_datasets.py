@@ -26,7 +26,7 @@ from fusanet_core.datasets.base import resolve_path
 from fusanet_core.datasets.manifest import ManifestSource
 from fusanet_core.model.points import PointBatch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "sample" / "tum_rgbd"
 SAMPLE_K = np.array([520.9, 521.0, 325.1, 249.7])
 

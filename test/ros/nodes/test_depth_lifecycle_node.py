@@ -25,7 +25,7 @@ from fusanet_ros.startup.launch_description import depth_nodes  # noqa: E402
 from fusanet_ros.startup.probe import Probe  # noqa: E402
 from fusanet_ros.startup.runner import LifecycleClient, Runner  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 IMAGE, INFO = "/lc_cam/image_raw", "/lc_cam/camera_info"
 K = (520.9, 521.0, 325.1, 249.7)
 

@@ -5,7 +5,7 @@ import sys
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from fastdepth import conv_weights, FastDepth  # noqa: E402, I100 (needs the sys.path insert above)
 

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import eval_sets  # noqa: E402, I100 (needs the sys.path insert above)
 from eval_sets import label, MEDIAN  # noqa: E402

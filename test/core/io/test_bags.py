@@ -14,7 +14,7 @@ pytest.importorskip("rosbags")
 from fusanet_core.io.bags import bag_topics, open_bag, require_topics  # noqa: E402
 from fusanet_core.io.messages import stamp_ns  # noqa: E402
 
-SAMPLE_BAG = Path(__file__).resolve().parents[1] / "sample" / "tum_rgbd_bag"
+SAMPLE_BAG = Path(__file__).resolve().parents[3] / "sample" / "tum_rgbd_bag"
 TOPICS = {"/camera/color/image_raw": ("sensor_msgs/msg/Image", 10),
           "/camera/color/camera_info": ("sensor_msgs/msg/CameraInfo", 10)}
 
@@ -168,7 +168,7 @@ def test_compressed_images_are_checked_by_header_size_and_completeness(capfd) ->
         messages.compressed_to_rgb(_msg(format="png", data=bomb), max_pixels=messages.DEFAULT_MAX_INPUT_PIXELS)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # kB: never decoded (432 MB as RGB)
 
-    jpeg = (Path(__file__).resolve().parents[1] / "sample" / "tum_rgbd" / "00.color.jpg").read_bytes()
+    jpeg = (Path(__file__).resolve().parents[3] / "sample" / "tum_rgbd" / "00.color.jpg").read_bytes()
     full = messages.compressed_to_rgb(_msg(format="jpeg", data=np.frombuffer(jpeg, np.uint8)))
     import cv2
 
@@ -176,7 +176,7 @@ def test_compressed_images_are_checked_by_header_size_and_completeness(capfd) ->
                                                      cv2.COLOR_BGR2RGB))  # same pixels as OpenCV gave
     with pytest.raises(messages.ConversionError, match="truncated JPEG"):
         messages.compressed_to_rgb(_msg(format="jpeg", data=jpeg[:42673]))
-    png = (Path(__file__).resolve().parents[1] / "sample" / "tum_rgbd" / "00.depth.png").read_bytes()
+    png = (Path(__file__).resolve().parents[3] / "sample" / "tum_rgbd" / "00.depth.png").read_bytes()
     with pytest.raises(messages.ConversionError, match="truncated PNG"):
         messages.compressed_to_depth(_msg(format="png", data=png[:-100]))
     assert capfd.readouterr().err == ""  # no libjpeg / libpng lines

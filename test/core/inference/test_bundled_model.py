@@ -19,7 +19,7 @@ from fusanet_core.inference import interpolation
 from fusanet_core.inference.predictor import Predictor
 from fusanet_core.training.model_health import point_coverage
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample" / "tum_rgbd"
+SAMPLE = Path(__file__).resolve().parents[3] / "sample" / "tum_rgbd"
 pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="no bundled checkpoint")
 
 
