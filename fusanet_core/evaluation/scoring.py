@@ -281,7 +281,7 @@ class Evaluation:
 
     @property
     def histogram(self) -> np.ndarray:
-        """Counts of the relative error (pred - gt) / gt over every scored pixel, in HIST_EDGES bins."""
+        """Return the counts of the relative error (pred - gt) / gt over every scored pixel, in HIST_EDGES bins."""
         return self._hist
 
     def panels(self) -> list[tuple[int, np.ndarray]]:

@@ -114,53 +114,42 @@ def test_non_finite_weights_are_refused_naming_the_tensor(saved, tmp_path):
         load_model(bad)
 
 
-def test_export_check_is_nan_proof_and_leaves_no_file(saved, tmp_path, monkeypatch):
-    """max(0.0, nan) is 0.0: NaN outputs once passed the check as "max |depth diff| 0.00e+00"."""
-    pytest.importorskip("onnxruntime")
-    import numpy as np
-    import onnx
-    import onnxruntime
+# ---------------------------------------------------------------------------------- atomic_write
+def test_atomic_write_replaces_the_file_only_when_the_block_succeeds(tmp_path):
+    from fusanet_core.checkpoint import atomic_write
 
-    from fusanet_core.inference import export
-
-    _, path = saved
-
-    class NaNSession:  # onnxruntime answering NaN where PyTorch gives numbers
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def run(self, _outputs, feeds):
-            shape = feeds["rgb"].shape
-            return [np.full((1, 1, *shape[2:]), np.nan, np.float32), np.ones((1, 1, *shape[2:]), np.float32)]
-
-    monkeypatch.setattr(torch.onnx, "export", lambda *args, **kwargs: open(args[2], "wb").write(b"graph"))
-    monkeypatch.setattr(onnx.checker, "check_model", lambda *args, **kwargs: None)
-    monkeypatch.setattr(onnxruntime, "InferenceSession", NaNSession)
-    out = tmp_path / "out" / "model.onnx"
-    with pytest.raises(ValueError, match=r"non-finite depth \(NaN/inf\) on the check input \(onnxruntime\)"):
-        export.export_onnx(path, out, (48, 64))
-    assert not any((tmp_path / "out").iterdir())  # neither model.onnx nor its temporary file
-    assert export._worst(0.0, float("nan")) != export._worst(0.0, float("nan"))  # NaN stays NaN
-    assert export._worst(0.5, 0.25) == 0.5
+    path = tmp_path / "report.json"
+    path.write_text("old")
+    with atomic_write(path) as tmp:
+        assert tmp.parent == path.parent and tmp != path
+        tmp.write_text("new")
+        assert path.read_text() == "old"  # nothing visible under the final name before the block ends
+    assert path.read_text() == "new"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with atomic_write(path) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert path.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp file left
 
 
-def test_export_defaults_to_the_bundled_checkpoint_and_applies_the_size_rule(monkeypatch, tmp_path):
-    from fusanet_core.checkpoint import DEFAULT_CHECKPOINT
-    from fusanet_core.cli import main
-    from fusanet_core.inference import export
+def test_remove_temp_files_takes_only_what_a_killed_atomic_write_left(tmp_path):
+    from fusanet_core.checkpoint import remove_temp_files
 
-    seen = {}
+    left = tmp_path / "last.ptab_cd123.tmp"  # "<name><8 random characters>.tmp"
+    left.write_bytes(b"half")
+    kept = [tmp_path / "last.pt", tmp_path / "last.pt.tmp", tmp_path / "other.ptab_cd123.tmp"]
+    for p in kept:
+        p.write_bytes(b"x")
+    assert remove_temp_files(tmp_path, ["last.pt"]) == [left]
+    assert all(p.exists() for p in kept) and not left.exists()
 
-    def fake(wrapper, rgb, out, final, checkpoint, *args):
-        seen.update(checkpoint=checkpoint, shape=tuple(rgb.shape))
-        out.write_bytes(b"graph")
-        return {"path": str(final), "height": rgb.shape[2], "width": rgb.shape[3], "max_abs_diff": 0.0,
-                "max_rel_diff": 0.0}
 
-    monkeypatch.setattr(export, "_export_and_check", fake)
-    assert main(["export", "--out", str(tmp_path / "m.onnx"), "--input-size", "64", "96"]) == 0
-    assert seen == {"checkpoint": DEFAULT_CHECKPOINT, "shape": (1, 3, 64, 96)}
-    assert (tmp_path / "m.onnx").read_bytes() == b"graph"
-    with pytest.raises(ValueError, match=r"input_size must be \[height, width\] >= 32, got \(8, 8\)"):
-        export.export_onnx(None, tmp_path / "small.onnx", (8, 8))
-    assert not (tmp_path / "small.onnx").exists()
+def test_default_checkpoint_is_the_bundled_file_and_the_package_exports_it():
+    import fusanet_core
+    from fusanet_core.checkpoint import DEFAULT_CHECKPOINT, default_checkpoint, file_sha256
+
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("no bundled checkpoint")
+    assert default_checkpoint() == DEFAULT_CHECKPOINT == fusanet_core.default_checkpoint()
+    assert re.fullmatch(r"[0-9a-f]{64}", file_sha256(DEFAULT_CHECKPOINT))

@@ -1,4 +1,4 @@
-"""Offline bag evaluation (`fusanet bag-eval`), depth -> colour registration and the report.
+"""Offline bag evaluation (`fusanet bag-eval`, `fusanet_core.evaluation.bag_eval`).
 
 The bundled sample bag end to end, the real RealSense D435 bag (ROS 1, sqlite3, MCAP; registered
 against a reference registration) when ../shared/data is present, and bad input: missing topics,
@@ -23,17 +23,8 @@ from rosbags.typesys import get_typestore, Stores  # noqa: E402
 
 from fusanet_core.evaluation.bag_eval import BagEvalOptions, evaluate_bag  # noqa: E402
 from fusanet_core.evaluation.metrics import compute_metrics  # noqa: E402
-from fusanet_core.evaluation.pairing import pair_nearest  # noqa: E402
-from fusanet_core.evaluation.registration import realsense_extrinsic, register_depth, tf_static_extrinsic  # noqa: E402
-from fusanet_core.evaluation.report import write_report  # noqa: E402
-from fusanet_core.evaluation.scoring import (  # noqa: E402
-    EvalSettings,
-    Evaluation,
-    PanelKeeper,
-    parse_crop,
-)
-from fusanet_core.geometry import parse_extrinsic, RigidTransform  # noqa: E402
-from fusanet_core.io.bags import closest_topic, open_bag  # noqa: E402
+from fusanet_core.evaluation.registration import realsense_extrinsic, register_depth  # noqa: E402
+from fusanet_core.io.bags import open_bag  # noqa: E402
 from fusanet_core.io.messages import image_to_depth  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -129,134 +120,6 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, s
 def options(bag: Path, out: Path, checkpoint: Path, **kwargs: Any) -> BagEvalOptions:
     base = {"image_topic": "/cam/color/image_raw", "depth_topic": "/cam/depth/image_raw", "input_size": FAST}
     return BagEvalOptions(bag=str(bag), out=str(out), checkpoint=str(checkpoint), device="cpu", **{**base, **kwargs})
-
-
-# ------------------------------------------------------------------------------ pure helpers
-def test_pair_nearest_exact_slop_ties_and_misses() -> None:
-    gt = [100, 200, 300]
-    assert pair_nearest([100, 200, 300], gt, 0) == [0, 1, 2]
-    assert pair_nearest([150, 260, 390, 10], gt, 40) == [None, 2, None, None]
-    assert pair_nearest([150], gt, 50) == [0]  # a tie goes to the earlier ground truth
-    assert pair_nearest([150], [200, 100], 50) == [1]  # unsorted ground truth: index into the input order
-    assert pair_nearest([1, 2], [], 10) == [None, None]
-
-
-def test_crop_and_info_topic_parsing() -> None:
-    assert parse_crop("") is None and parse_crop("none") is None and parse_crop("garg") == "garg"
-    assert parse_crop("1,2,3,4") == (1, 2, 3, 4)
-    with pytest.raises(ValueError, match="'diagonal'"):
-        parse_crop("diagonal")
-    infos = ["/cam/color/camera_info", "/cam/depth/camera_info"]
-    assert closest_topic("/cam/depth/image_raw", infos) == "/cam/depth/camera_info"
-    assert closest_topic("/other/image", infos) is None
-
-
-def test_rigid_transforms_round_trip_and_reject_bad_values() -> None:
-    rng = np.random.default_rng(0)
-    q = rng.normal(size=4)
-    q /= np.linalg.norm(q)
-    q = q if q[3] >= 0 else -q
-    t = RigidTransform.from_quaternion([0.1, -0.2, 0.3], q)
-    np.testing.assert_allclose(t.as_list()[3:], q, atol=1e-12)
-    np.testing.assert_allclose(t.rotation @ t.rotation.T, np.eye(3), atol=1e-12)
-    assert t.then(t.inverse()).is_identity(1e-12)
-    p = rng.normal(size=(5, 3))
-    np.testing.assert_allclose(t.then(t).apply(p), t.apply(t.apply(p)), atol=1e-12)
-    matrix = np.hstack([t.rotation, t.translation[:, None]])
-    np.testing.assert_allclose(parse_extrinsic(matrix.reshape(-1)).apply(p), t.apply(p), atol=1e-12)
-    np.testing.assert_allclose(parse_extrinsic([*t.translation, *q]).apply(p), t.apply(p), atol=1e-12)
-    with pytest.raises(ValueError, match="7 .*12 or 16 numbers, got 3"):
-        parse_extrinsic([1, 2, 3])
-    with pytest.raises(ValueError, match="non-zero quaternion"):
-        parse_extrinsic([0, 0, 0, 0, 0, 0, 0])
-    with pytest.raises(ValueError, match="not a rotation"):
-        parse_extrinsic([2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0])
-
-
-def test_registration_identity_keeps_depth_and_translation_shifts_it() -> None:
-    k = (100.0, 100.0, 31.5, 23.5)
-    depth = np.full((48, 64), 2.0, np.float32)
-    depth[10:20, 10:20] = np.nan
-    same = register_depth(depth, k, k, (64, 48), RigidTransform.identity())
-    np.testing.assert_array_equal(np.isnan(same), np.isnan(depth))
-    np.testing.assert_allclose(same[~np.isnan(same)], 2.0)
-    # Colour camera 0.1 m to the right (p_c = p_d - [0.1, 0, 0]): at 2 m a point moves fx * 0.1 / 2 = 5 px left.
-    shifted = register_depth(depth, k, k, (64, 48), RigidTransform(np.eye(3), np.array([-0.1, 0, 0])))
-    assert np.isnan(shifted[15, 5:15]).all() and not np.isnan(shifted[15, 15:59]).any()
-    assert np.isnan(shifted[:, 59:]).all()  # nothing lands beyond the shifted right edge
-
-
-@pytest.mark.parametrize("near_first", [True, False])
-def test_registration_z_buffer_keeps_the_nearest_surface(near_first: bool) -> None:
-    # Two depth pixels whose points land on one colour pixel (column 2); the nearer (1 m) must win
-    # whichever of them comes first in memory.
-    if near_first:  # pixel 0: X = 0 at 1 m; pixel 1: X = 0.02 at 2 m; shift +0.02 -> u = 100 * 0.02 / 1 = 2
-        depth, t, color_k, width = np.array([[1.0, 2.0]], np.float32), 0.02, (100.0, 100.0, 0.0, 0.0), 3
-    else:  # pixel 0: X = 0 at 2 m; pixel 1: X = 0.01 at 1 m; shift -0.02 -> u = -1 + 3 = 2
-        depth, t, color_k, width = np.array([[2.0, 1.0]], np.float32), -0.02, (100.0, 100.0, 3.0, 0.0), 4
-    out = register_depth(depth, (100.0, 100.0, 0.0, 0.0), color_k, (width, 1),
-                         RigidTransform(np.eye(3), np.array([t, 0, 0])))
-    assert out[0, 2] == pytest.approx(1.0)
-    assert np.isfinite(out).sum() == 1
-
-
-def test_extrinsics_from_tf_static_chains_and_realsense_topics() -> None:
-    link_color = RigidTransform.from_quaternion([0.015, 0, 0], [0, 0, np.sin(0.05), np.cos(0.05)])
-    link_depth = RigidTransform.from_quaternion([0, 0.002, 0], [0, 0, 0, 1])
-    edges = [("link", "color", link_color), ("link", "depth", link_depth)]
-    found = tf_static_extrinsic(edges, "depth", "color")
-    p = np.array([[0.3, -0.2, 1.5]])
-    # p_link = link_depth(p_depth) and p_link = link_color(p_color)  =>  p_color = link_color^-1(link_depth(p_depth))
-    np.testing.assert_allclose(found.apply(p), link_color.inverse().apply(link_depth.apply(p)), atol=1e-12)
-    assert tf_static_extrinsic(edges, "depth", "elsewhere") is None
-
-    class Msg:  # geometry_msgs/Transform duck type
-        def __init__(self, t: RigidTransform) -> None:
-            tx, ty, tz, qx, qy, qz, qw = t.as_list()
-            self.translation = type("V", (), {"x": tx, "y": ty, "z": tz})()
-            self.rotation = type("Q", (), {"x": qx, "y": qy, "z": qz, "w": qw})()
-
-    topics = {"/device_0/sensor_0/Depth_0/tf/0": Msg(link_depth), "/device_0/sensor_1/Color_0/tf/0": Msg(link_color)}
-    rs, source = realsense_extrinsic(topics, D435_TOPICS["depth"], D435_TOPICS["image"])
-    # librealsense: <stream>/tf/<group> maps the group's reference stream into that stream.
-    np.testing.assert_allclose(rs.apply(p), link_color.apply(link_depth.inverse().apply(p)), atol=1e-12)
-    assert "tf/0" in source
-    assert realsense_extrinsic(topics, "/camera/depth", "/camera/color") is None
-
-
-# ---------------------------------------------------------------------------- the report alone
-def test_evaluation_scores_holes_as_coverage_and_counts_skips(tmp_path: Path) -> None:
-    ev = Evaluation(EvalSettings(max_depth=10.0, max_panels=2))
-    gt = np.full((12, 16), 2.0, np.float32)
-    pred = np.full((12, 16), 2.5, np.float32)
-    pred[:6] = np.nan  # the node publishes NaN where it has no prediction
-    rec = ev.add(1, pred, gt, np.zeros((12, 16, 3), np.uint8))
-    assert rec.status == "ok" and rec.coverage == pytest.approx(0.5)
-    assert rec.metrics == pytest.approx(compute_metrics(pred[6:], gt[6:], max_depth=10.0))
-    assert ev.add(2, pred, np.zeros_like(gt)).status == "no_valid_gt"
-    assert ev.add(3, np.full_like(gt, np.nan), gt).status == "no_coverage"
-    small = ev.add(4, np.full((6, 8), 2.5, np.float32), gt)  # same aspect ratio: resized, scored
-    assert small.status == "ok" and small.metrics["abs_rel"] == pytest.approx(0.25)
-    wide = ev.add(5, np.full((12, 32), 2.5, np.float32), gt)
-    assert wide.status == "size_mismatch" and "aspect" in wide.message
-    ev.add_missing(6, "unpaired", "no ground truth")
-    paths = write_report(ev, tmp_path, {"mode": "test"})
-    data = json.loads(paths["json"].read_text())  # strict JSON: NaN would not parse back as a number
-    assert data["counts"]["ok"] == 2 and data["counts"]["no_valid_gt"] == 1 and data["counts"]["size_mismatch"] == 1
-    assert data["summary"]["n_images"] == 2 and sum(data["error_histogram"]["counts"]) == 96 + 192
-    assert any("resized" in n for n in data["notes"])
-    md = paths["markdown"].read_text()
-    assert "size_mismatch" in md and "| 0.2500 |" not in md.split("## Metrics")[0]
-    for key in ("metrics_plot", "histogram_plot"):
-        assert paths[key].stat().st_size > 1000
-
-
-def test_panel_keeper_stays_bounded_and_spread() -> None:
-    keeper = PanelKeeper(4)
-    for i in range(100):
-        if keeper.wants(i):
-            keeper.add(i, i)
-    assert len(keeper.panels) <= 4 and min(keeper.panels) == 0 and max(keeper.panels) >= 64
 
 
 # ---------------------------------------------------------------------------- sample bag, CLI

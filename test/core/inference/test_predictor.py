@@ -117,6 +117,26 @@ def test_scale_from_points_fits_the_output_to_the_points(tiny_checkpoint, sample
     assert np.allclose(out["salient_points"][:, 2], plain["salient_points"][:, 2] * fit["scale"], rtol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["scale", "scale_local"])
+def test_output_size_resizes_once_and_the_fit_works_at_that_size(tiny_checkpoint, sample_frame, mode):
+    pred = Predictor.from_checkpoint(tiny_checkpoint, "cpu", input_size=(48, 64), scale_from_points=mode)
+    rgb, k = sample_frame["rgb"], sample_frame["intrinsics"]
+    pts = _truth_points(sample_frame, 100)
+    full = pred.predict(rgb, k, pts)
+    same = pred.predict(rgb, k, pts, output_size=rgb.shape[:2])  # the default, asked for: the very same maps
+    assert np.array_equal(full["depth"], same["depth"]) and np.array_equal(full["confidence"], same["confidence"])
+    half = pred.predict(rgb, k, pts, output_size=(240, 320))
+    assert half["depth"].shape == half["confidence"].shape == (240, 320)
+    assert half["point_fit"]["applied"] and half["point_fit"]["points"] == 100
+    # points map to the output's pixels: the fitted depth agrees with them there, as at full size
+    rows = np.round((pts[:, 1] + 0.5) * 0.5 - 0.5).astype(int)
+    cols = np.round((pts[:, 0] + 0.5) * 0.5 - 0.5).astype(int)
+    assert np.median(pts[:, 2] / half["depth"][rows, cols]) == pytest.approx(1.0, abs=0.05)
+    np.testing.assert_array_equal(half["salient_points"][:, :2], full["salient_points"][:, :2])  # input pixels
+    with pytest.raises(ValueError, match="output_size must be"):
+        pred.predict(rgb, k, output_size=(0, 10))
+
+
 def test_point_fit_falls_back_and_is_always_reported(predictor, sample_frame):
     rgb, k = sample_frame["rgb"], sample_frame["intrinsics"]
     assert predictor.predict(rgb, k)["point_fit"]["reason"] == "scale_from_points is none"
