@@ -86,7 +86,7 @@ class ModelConfig:
     saliency_scale: int = 1  # 1 | 2 | 4: the Saliency-Net runs at 1/saliency_scale, map upsampled
     separable_convs: bool = False  # Fusion-Net 3x3 Conv2D as depthwise 3x3 + pointwise 1x1
     separable_nconv: bool = False  # nConv 3x3 as depthwise 3x3 nConv + pointwise 1x1 nConv
-    # Camera-aware depth (issue 11, docs/architecture.md "Focal length"): the network works in the
+    # Camera-aware depth (docs/architecture.md "Focal length"): the network works in the
     # depth a canonical camera with fx = image width would see; its output (and the input points)
     # are rescaled by fx / width of the actual camera at the network input. False: metric as seen.
     focal_aware: bool = False
@@ -120,7 +120,7 @@ class PointsConfig:
     max_points: int = 200
     zero_points_prob: float = 0.2  # share of training iterations with no points ("FuSaNet3")
     sift_contrast_threshold: float = 0.02
-    # Training point sets that look like use (issue 11): a count log-uniform in
+    # Training point sets that look like use: a count log-uniform in
     # [min_points, max_points] (0 = always max_points), a share of sets at random valid pixels
     # instead of SIFT keypoints (LiDAR-like), relative Gaussian depth noise (SLAM-like).
     min_points: int = 0
@@ -353,7 +353,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         **_SMALL_WIDTHS,
     },
     # `lite` with the fast preset's full-resolution cuts (stem and block 0 at 1/2, Saliency-Net at
-    # 1/4): the bundled model's network (issue 11), ~0.7x lite's time at 120x160.
+    # 1/4): the bundled model's network, ~0.7x lite's time at 120x160.
     "lite_fast": {
         **_V2,
         **_LITE0,

@@ -184,7 +184,7 @@ def augment_geometry(frame: Frame, rng: np.random.Generator, params: AugmentPara
     """Random zoom (off by default), horizontal flip and rotation.
 
     Flip and rotation are the geometric half of the paper's augmentation; the zoom is ours
-    (issue 11: crops/rescales with consistent intrinsics, for model.focal_aware).
+    (crops/rescales with consistent intrinsics, for model.focal_aware).
     """
     if params.zoom_min < 1.0:
         frame = random_zoom(frame, rng, params.zoom_min)

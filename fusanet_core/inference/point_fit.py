@@ -152,8 +152,8 @@ def local_correction(anchors: np.ndarray, depth: np.ndarray) -> np.ndarray:
     sum_i w_i(x) r_i / sum_i w_i(x), w_i = exp(-|x - p_i|^2 / (2 sigma^2) - (log d(x) - log d_i)^2
     / (2 rho^2)), sigma = LOCAL_SPATIAL x sqrt(H W / N), rho = LOCAL_RANGE, d_i the prediction at
     the anchor. Linear alone bleeds across depth edges between points, bilateral alone is flat
-    between sparse points; their mean was better than either in RMSE and delta1 (BENCHMARKS.md
-    "Issue 11", the fit variants).
+    between sparse points; their mean was better than either in RMSE and delta1 (BENCHMARKS.md, the
+    bundled model's section: "The scale_local fit: which residual interpolation").
     Both are computed at the cell centres of a grid of ~LOCAL_GRID_ROWS cells along the short side
     (8 px cells at 640x480: the residual is smooth at that scale, the depth guide is the area mean
     there, and a 4 px grid scored the same at 4x the time) and resized bilinearly.

@@ -37,7 +37,7 @@ class Predictor:
     `scale_fit_min_points` usable points, or inconsistent ones, the network's own scale is kept.
     `prime_with_points` False keeps the input points out of the network (RGB only) and uses them
     for the fit alone: with the bundled model, RGB only + scale_local is the better depth
-    (BENCHMARKS.md "Issue 11"; primed, the network copies the points' depth at their pixels,
+    (BENCHMARKS.md, the bundled model's section; primed, the network copies the points' depth at their pixels,
     which hides its errors from the fit). Change all three with `set_point_fit`.
 
     Confidence: with a calibration in the config (`inference.confidence_bound` > 0, written by

@@ -57,7 +57,7 @@ def param_groups(model: torch.nn.Module, backbone_lr_scale: float) -> list[dict]
     """Optimiser groups: the pretrained backbone (`backbone.*`) at `backbone_lr_scale` x lr, the rest at lr.
 
     The usual fine-tuning guard for a pretrained encoder (e.g. 1e-4 encoder / 5e-4 decoder); at 600
-    steps x0.2 made no measurable difference here (BENCHMARKS.md, issue 10 ablation).
+    steps x0.2 made no measurable difference here (BENCHMARKS.md, network v2 ablation).
     """
     backbone = [p for n, p in model.named_parameters() if n.split(".", 1)[0] == "backbone"]
     rest = [p for n, p in model.named_parameters() if n.split(".", 1)[0] != "backbone"]

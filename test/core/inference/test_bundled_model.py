@@ -1,4 +1,4 @@
-"""The bundled default checkpoint: the network issue 11 asks for, a working Saliency-Net, calibrated confidence.
+"""The bundled default checkpoint: the lite_fast network, a working Saliency-Net, calibrated confidence.
 
 These run the real bundled weights on the bundled TUM RGB-D sample (a scene and sensor the model
 never saw in training) and fail if a retrained or re-bundled file loses what the docs promise.

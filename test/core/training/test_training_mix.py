@@ -1,4 +1,4 @@
-"""Issue 11 training mix: random zoom with consistent intrinsics, camera-aware depth, point sets like use, repeats."""
+"""The training mix: random zoom with consistent intrinsics, camera-aware depth, point sets like use, repeats."""
 
 from __future__ import annotations
 

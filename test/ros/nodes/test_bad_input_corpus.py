@@ -1,4 +1,4 @@
-"""A bad-input corpus for the depth node over real DDS (issue 13, "keep it fixed").
+"""A bad-input corpus for the depth node over real DDS (kept fixed: a new kind of bad input adds a case).
 
 One raw-transport and one compressed-transport node process (tiny untrained model) serve every
 case. Each case publishes one bad input, then one good frame, and asserts that
