@@ -257,6 +257,9 @@ class DataConfig:
         })
 
 
+BATCH_NORM_MODES = ("auto", "batch", "frozen")
+
+
 @dataclass
 class TrainConfig:
     """Optimiser and schedule (paper section 4.2)."""
@@ -278,6 +281,12 @@ class TrainConfig:
     # paths resolve against the config file's folder, then the working directory.
     init_from: str = ""
     seed: int = 0
+    # Batch-norm statistics while training: "batch" (each batch's own, updating the running ones),
+    # "frozen" (the model's running statistics, fixed: the normalisation inference uses), or
+    # "auto": frozen when starting from trained weights (init_from), else batch. Batches that mix
+    # samples with and without points have very different per-channel statistics; docs/training.md
+    # "Batch norm and points".
+    batch_norm: str = "auto"
     amp: bool = True  # mixed precision on CUDA
     checkpoint_every_min: float = 10.0  # also write last.pt every N minutes (0 = off)
     checkpoint_every_steps: int = 0  # also write last.pt every N steps (0 = off)
@@ -294,6 +303,8 @@ class TrainConfig:
             raise ValueError(f"train.lr_decay_every must be >= 1, got {self.lr_decay_every}")
         if not 0.0 <= self.backbone_lr_scale <= 10.0:
             raise ValueError(f"train.backbone_lr_scale must be in [0, 10], got {self.backbone_lr_scale}")
+        if self.batch_norm not in BATCH_NORM_MODES:
+            raise ValueError(f"train.batch_norm must be one of {BATCH_NORM_MODES}, got {self.batch_norm!r}")
         if not 0 <= self.lr_cooldown_epochs <= self.epochs:
             raise ValueError(f"train.lr_cooldown_epochs must be in [0, epochs], got {self.lr_cooldown_epochs}")
         _check_ranges("train", self, {
@@ -302,6 +313,12 @@ class TrainConfig:
             "checkpoint_every_min": NON_NEGATIVE, "checkpoint_every_steps": NON_NEGATIVE, "log_every": NON_NEGATIVE,
             "val_every": NON_NEGATIVE, "val_batch_size": NON_NEGATIVE, "threads": NON_NEGATIVE,
         })
+
+    def resolved_batch_norm(self) -> str:
+        """"batch" or "frozen": what `batch_norm` means for this run."""
+        if self.batch_norm != "auto":
+            return self.batch_norm
+        return "frozen" if self.init_from else "batch"
 
 
 @dataclass

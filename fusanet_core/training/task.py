@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn, Tensor
 
-from .losses import multiscale_loss, saliency_loss, unet_loss
+from .losses import multiscale_loss, saliency_loss, sparse_loss, unet_loss
 from .model_health import FlatSaliencyMonitor, saliency_stats
 from ..config import Config
 from ..model.points import PointBatch
@@ -69,7 +69,8 @@ class DepthTask:
 
         Returns:
             {"loss": differentiable total, "final": ..., "pass1": ..., and the final pass's
-            detached parts l_log, l_grad, l_norm, l_conf, l_sparse, l_hessian}.
+            detached parts l_log, l_grad, l_norm, l_conf, l_sparse, l_hessian, l_sparse_full (L_S of
+            the full-resolution depth alone)}.
         """
         points = batch["points"]
         out = model(batch["rgb"], points if points.num_points else None, batch["intrinsics"])
@@ -84,6 +85,9 @@ class DepthTask:
         final = multiscale_loss(out["depth"], _conf_list(out.get("confidence")), target, mask, sparse, epoch,
                                 self.cfg.loss)
         result = {k: v.detach() for k, v in final.items() if k != "loss"}
+        # l_sparse sums the scales; at coarse scales a block holding a point is scored against the
+        # block's mean depth, so only the full-resolution ratio says how well the points are followed.
+        result["l_sparse_full"] = sparse_loss(out["depth"][0].detach(), target, sparse, mask)
         result["final"] = final["loss"].detach()
         loss = final["loss"]
         first = out.get("pass1")

@@ -276,6 +276,11 @@ class Trainer:
         return {"epoch": self.state.epoch, "step": self.state.step, "best_rmse": self.state.best_rmse,
                 "best_epoch": self.state.best_epoch, "skipped_steps": self.state.skipped_steps}
 
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.cfg.train.resolved_batch_norm() == "frozen":
+            freeze_batch_norm(self.model)
+
     def _reached_max_steps(self) -> bool:
         return 0 < self.cfg.train.max_steps <= self.state.step
 
@@ -294,7 +299,7 @@ class Trainer:
         lr = lr_at(epoch, self.cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
-        self.model.train()
+        self._train_mode()
         total = self.steps_per_epoch()
         if self.state.step_in_epoch >= total:
             return True
@@ -439,7 +444,8 @@ class Trainer:
         for pool, sets in (("all", self.val_sets), ("unseen", self.unseen_sets)):
             if sets:
                 results.update(self._score_sets(sets, pool))
-        self.model.train(was_training)
+        if was_training:
+            self._train_mode()
         return results
 
     def _score_sets(self, sets: list[RGBDDataset], pool: str) -> dict[str, dict[str, float]]:
@@ -470,6 +476,17 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def freeze_batch_norm(model: nn.Module) -> None:
+    """Put every batch-norm layer in eval mode: running statistics normalise, and stay as they are.
+
+    Its affine weights still train. Inference normalises with the running statistics, so training
+    then optimises exactly the function the Predictor runs, for samples with and without points.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def _repeated(spec: str, cfg: Config, base_dir: str | Path | None) -> list[RGBDDataset]:
