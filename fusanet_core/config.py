@@ -315,7 +315,7 @@ class TrainConfig:
         })
 
     def resolved_batch_norm(self) -> str:
-        """"batch" or "frozen": what `batch_norm` means for this run."""
+        """Return what `batch_norm` means for this run: "batch" or "frozen"."""
         if self.batch_norm != "auto":
             return self.batch_norm
         return "frozen" if self.init_from else "batch"

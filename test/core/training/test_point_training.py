@@ -43,7 +43,7 @@ def _config(tmp_path: Path, name: str, zero_points_prob: float, batch_norm: str 
 
 
 def _frames(cfg) -> dict:
-    """The three sample frames at the training size, each with its exact SIFT points."""
+    """Return the three sample frames at the training size, each with its exact SIFT points."""
     dataset = build_dataset(str(SAMPLE), cfg, train=False)
     dataset.max_points = 100
     return collate([dataset[i] for i in range(len(dataset))])
