@@ -42,6 +42,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     p.set_defaults(run=run_predict)
 
     _add_train(sub)
+    _add_finetune(sub)
     _add_eval(sub)
     _add_export(sub)
     return parser, sub
@@ -82,6 +83,42 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--device", help="override train.device (auto | cpu | cuda[:N])")
     p.set_defaults(run=run_train)
+
+
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="fine-tune the model on your own RGB-D recordings (bags, manifests, lists)")
+    p.add_argument("data", nargs="+", help="recordings: ROS bags (sqlite3/MCAP), manifest.csv or list files; "
+                   "the last 20 %% of each validates")
+    p.add_argument("--out", required=True, help="output folder: finetuned.pt, report.md, the run (resumable)")
+    p.add_argument("--minutes", type=float, default=15.0, help="time budget (default 15)")
+    p.add_argument("--checkpoint", help="starting checkpoint (default: the bundled one)")
+    p.add_argument("--image-topic", default="", help="bags: colour image topic (default: auto-detect)")
+    p.add_argument("--depth-topic", default="", help="bags: depth image registered to colour (16UC1 mm or 32FC1 m)")
+    p.add_argument("--camera-info-topic", default="", help="bags: the colour camera's CameraInfo")
+    p.add_argument("--max-steps", type=int, default=0, help="also stop after this many steps (default: budget only)")
+    p.add_argument("--batch-size", type=int, default=8, help="frames per step (default 8)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    p.add_argument("--force", action="store_true", help="replace another fine-tuning run in --out")
+    p.set_defaults(run=run_finetune)
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    from .training.finetune import finetune, FinetuneSettings
+
+    settings = FinetuneSettings(minutes=args.minutes, max_steps=args.max_steps, batch_size=args.batch_size,
+                                device=args.device, threads=args.threads)
+    topics = (args.image_topic, args.depth_topic, args.camera_info_topic)
+    try:
+        report = finetune(args.data, args.out, settings, args.checkpoint, topics, args.force)
+    except TrainingError as err:
+        print(f"fusanet finetune: error: {err}", file=sys.stderr)
+        return 3
+    before, after = report["before"], report["after"]
+    print(f"fine-tuned {report['steps']} steps in {report['minutes']} min ({report['stopped']}); validation RMSE "
+          f"{before['rmse']:.3f} -> {after['rmse']:.3f} m, abs_rel {before['abs_rel']:.3f} -> {after['abs_rel']:.3f} "
+          f"({after['n']} frames) -> {args.out}/finetuned.pt, {args.out}/report.md")
+    return 0
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:

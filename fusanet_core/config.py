@@ -274,6 +274,8 @@ class TrainConfig:
     backbone_lr_scale: float = 1.0  # the pretrained backbone's lr = lr x this (model.backbone only)
     grad_clip: float = 1.0
     max_steps: int = 0  # 0 = no limit
+    max_minutes: float = 0.0  # stop after this much training + validation time (0 = no limit)
+    early_stop_patience: int = 0  # stop after N validations without a new best (0 = never)
     max_bad_steps: int = 20  # consecutive non-finite losses before giving up
     out_dir: str = "runs/default"
     # Start from the weights of this checkpoint (a run's best.pt or a bundled model: fine-tuning on
@@ -309,7 +311,8 @@ class TrainConfig:
             raise ValueError(f"train.lr_cooldown_epochs must be in [0, epochs], got {self.lr_cooldown_epochs}")
         _check_ranges("train", self, {
             "lr": POSITIVE, "lr_decay": _Range(0.0, 1.0, low_open=True), "lr_decay_start": _Range(1.0),
-            "grad_clip": NON_NEGATIVE, "max_steps": NON_NEGATIVE, "max_bad_steps": _Range(1.0),
+            "grad_clip": NON_NEGATIVE, "max_steps": NON_NEGATIVE, "max_minutes": NON_NEGATIVE,
+            "early_stop_patience": NON_NEGATIVE, "max_bad_steps": _Range(1.0),
             "checkpoint_every_min": NON_NEGATIVE, "checkpoint_every_steps": NON_NEGATIVE, "log_every": NON_NEGATIVE,
             "val_every": NON_NEGATIVE, "val_batch_size": NON_NEGATIVE, "threads": NON_NEGATIVE,
         })

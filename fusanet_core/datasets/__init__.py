@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import (collate, ConcatDataset, EpochSampler, FrameSource, parse_spec, PointSampling, resolve_path,
-                   RGBDDataset, split_repeat)
+                   RGBDDataset, split_repeat, SubsetSource)
 from .transforms import AugmentParams, Frame
 from ..config import Config
 
@@ -27,7 +27,9 @@ __all__ = [
     "RGBDDataset",
     "PointSampling",
     "split_repeat",
+    "SubsetSource",
     "build_dataset",
+    "dataset_from_source",
     "build_source",
     "collate",
     "parse_spec",
@@ -91,6 +93,11 @@ def build_source(spec: str, cfg: Config, base_dir: str | Path | None = None) -> 
 
 def build_dataset(spec: str, cfg: Config, train: bool, base_dir: str | Path | None = None) -> RGBDDataset:
     """Build an `RGBDDataset` for one data entry with the config's size, augmentation and points."""
+    return dataset_from_source(build_source(spec, cfg, base_dir), cfg, train)
+
+
+def dataset_from_source(source: FrameSource, cfg: Config, train: bool) -> RGBDDataset:
+    """Wrap a frame source in an `RGBDDataset` with the config's size, augmentation and points."""
     data = cfg.data
     augment = None
     if train and data.augment:
@@ -99,7 +106,7 @@ def build_dataset(spec: str, cfg: Config, train: bool, base_dir: str | Path | No
             zoom_min=data.zoom_min
         )
     return RGBDDataset(
-        build_source(spec, cfg, base_dir),
+        source,
         image_size=data.image_size,
         max_depth=data.max_depth,
         train=train,

@@ -44,6 +44,19 @@ class FrameSource(Protocol):
     def load(self, index: int) -> Frame: ...
 
 
+class SubsetSource:
+    """Some frames of a source, in the given order (a time split without the frames that failed to load)."""
+
+    def __init__(self, source: FrameSource, indices: Sequence[int], name: str) -> None:
+        self.source, self.indices, self.name = source, [int(i) for i in indices], name
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load(self, index: int) -> Frame:
+        return self.source.load(self.indices[index])
+
+
 def parse_spec(spec: str) -> tuple[str, slice]:
     """Split "path[a:b]" into the path and a row slice (Python slice semantics, no step).
 

@@ -55,7 +55,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 # ------------------------------------------------------------------------------------- plots
-def _figure(width: float = 8.0, height: float = 4.0) -> Any:
+def new_figure(width: float = 8.0, height: float = 4.0) -> Any:
     # The object-oriented API with the Agg canvas: no pyplot global state, no backend switch.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -69,7 +69,7 @@ def plot_metrics_over_time(path: Path, frames: Sequence[FrameRecord]) -> Path:
     """Per-frame RMSE and delta1 against time since the first scored stamp."""
     t0 = frames[0].stamp_ns
     t = [(f.stamp_ns - t0) * 1e-9 for f in frames]
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot(111)
     ax.plot(t, [f.metrics["rmse"] for f in frames], "o-", color="tab:red", markersize=3, label="RMSE (m)")
     ax.set_xlabel("time since first frame (s)")
@@ -86,7 +86,7 @@ def plot_metrics_over_time(path: Path, frames: Sequence[FrameRecord]) -> Path:
 
 def plot_histogram(path: Path, counts: np.ndarray) -> Path:
     """Relative error histogram over every scored pixel."""
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot(111)
     total = max(int(counts.sum()), 1)
     ax.bar(HIST_EDGES[:-1] * 100, counts / total * 100, width=np.diff(HIST_EDGES) * 100, align="edge", color="tab:gray")

@@ -100,6 +100,8 @@ class TrainState:
     best_epoch: int = 0
     epoch_sums: dict[str, float] = field(default_factory=dict)  # loss parts summed over the epoch's finite steps
     epoch_count: int = 0  # finite steps in those sums
+    seconds: float = 0.0  # training and validation time so far, resumed parts included (train.max_minutes)
+    stale_validations: int = 0  # validations since the best one (train.early_stop_patience)
 
 
 @dataclass
@@ -118,10 +120,12 @@ class Trainer:
         base_dir: folder that relative data paths resolve against first (the config file's).
         resume: checkpoint to continue from (normally `<out_dir>/last.pt`), or None.
         force: start afresh even when `out_dir` already holds a `last.pt`.
+        datasets: (training datasets, validation datasets) built by the caller, in place of
+            `data.train` / `data.val` (fusanet finetune hands over its time-split recordings).
     """
 
     def __init__(self, cfg: Config, base_dir: str | Path | None = None, resume: str | Path | None = None,
-                 force: bool = False):
+                 force: bool = False, datasets: tuple[list[RGBDDataset], list[RGBDDataset]] | None = None):
         self.cfg = cfg
         self.out_dir = Path(cfg.train.out_dir)
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -148,9 +152,12 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.state = TrainState()
         self.clock = EpochClock()
-        self.train_set = ConcatDataset([dataset for s in self._entries(cfg.data.train, "train")
-                                        for dataset in _repeated(s, cfg, base_dir)])
-        self.val_sets = [self._val_dataset(s, base_dir) for s in cfg.data.val]
+        if datasets is None:
+            self.train_set = ConcatDataset([dataset for s in self._entries(cfg.data.train, "train")
+                                            for dataset in _repeated(s, cfg, base_dir)])
+            self.val_sets = [self._val_dataset(s, base_dir) for s in cfg.data.val]
+        else:
+            self.train_set, self.val_sets = ConcatDataset(datasets[0]), list(datasets[1])
         self.unseen_sets = [self._val_dataset(s, base_dir) for s in cfg.data.unseen]
         if resume is not None:
             self._load(resume)
@@ -256,7 +263,7 @@ class Trainer:
     # ------------------------------------------------------------------ training
 
     def fit(self) -> dict[str, Any]:
-        """Train until `train.epochs` or `train.max_steps`; returns a short summary."""
+        """Train until `train.epochs`, `max_steps`, `max_minutes` or early stopping; returns a short summary."""
         cfg = self.cfg.train
         if self.dist.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -270,6 +277,9 @@ class Trainer:
                 self.save("last.pt")
                 break
             self._end_epoch(self.state.epoch)
+            if self.validation_stalled():
+                log.info("validation has not improved for %d validations: stopping early", self.state.stale_validations)
+                break
         self._barrier()
         if self.tb is not None:
             self.tb.close()
@@ -282,7 +292,13 @@ class Trainer:
             freeze_batch_norm(self.model)
 
     def _reached_max_steps(self) -> bool:
-        return 0 < self.cfg.train.max_steps <= self.state.step
+        """True once train.max_steps steps or train.max_minutes minutes are spent."""
+        budget = self.cfg.train.max_minutes * 60.0
+        return 0 < self.cfg.train.max_steps <= self.state.step or 0 < budget <= self.state.seconds
+
+    def validation_stalled(self) -> bool:
+        patience = self.cfg.train.early_stop_patience
+        return 0 < patience <= self.state.stale_validations
 
     def _loader(self, epoch: int) -> DataLoader:
         self.sampler.set_epoch(epoch, self.state.step_in_epoch * self.batch_size)
@@ -311,7 +327,9 @@ class Trainer:
         for batch in self._loader(epoch):
             if self.state.step_in_epoch >= total:
                 break
+            step_started = time.monotonic()
             parts = self._step(batch, epoch)
+            self.state.seconds += time.monotonic() - step_started
             self.state.step += 1
             self.state.step_in_epoch += 1
             done_here += 1
@@ -416,12 +434,17 @@ class Trainer:
                 metrics = self.validate()
                 record["val"] = metrics
                 record["val_s"] = round(time.monotonic() - started, 2)
+                self.state.seconds += record["val_s"]
                 rmse = metrics["all"]["rmse"]
                 if rmse < self.state.best_rmse:
                     self.state.best_rmse, self.state.best_epoch, improved = rmse, epoch, True
+                self.state.stale_validations = 0 if improved else self.state.stale_validations + 1
             self._barrier()
+        record["seconds"] = round(self.state.seconds, 2)
         self._log_json(record)
         log.info("epoch %d done: %s", epoch, _summary_line(record))
+        if self.cfg.train.max_minutes:
+            log.info("%.1f of %g minutes spent", self.state.seconds / 60.0, self.cfg.train.max_minutes)
         self.state.epoch, self.state.step_in_epoch = epoch + 1, 0
         self.state.epoch_sums, self.state.epoch_count = {}, 0
         if improved:
