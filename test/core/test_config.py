@@ -1,4 +1,4 @@
-"""Config range validation: a value out of range is refused, naming the key, the range and the value."""
+"""The typed config: range validation naming the key, the shipped training configs, command-line overrides."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 import re
 
 import pytest
+import yaml
 
 from fusanet_core.config import config_from_dict, load_config, preset_config, PRESETS
 
@@ -82,3 +83,58 @@ def test_yaml_exponents_without_a_dot_are_floats(tmp_path):
         config_from_dict({"train": {"lr": "3e-4x"}})
     with pytest.raises(ValueError, match=r"train\.epochs must be a number \(int\), got '1e2'"):
         config_from_dict({"train": {"epochs": "1e2"}})  # only floats: an int field stays strict
+
+
+# ------------------------------------------------------------------ shipped configs, overrides
+def test_later_stage_configs_are_stage1_but_their_schedule_and_loss():
+    """Stage 2 copies stage 1's data, points, model and loss, stage 3 all but the loss: they must not drift apart."""
+    from fusanet_core.config import load_config
+
+    one, two = (load_config(ROOT / "config" / name).to_dict() for name in ("train_all.yaml", "train_all_stage2.yaml"))
+    assert {k: v for k, v in one.items() if k != "train"} == {k: v for k, v in two.items() if k != "train"}
+    assert two["train"]["init_from"] == "runs/all/best.pt" == str(Path(one["train"]["out_dir"]) / "best.pt")
+    three = load_config(ROOT / "config" / "train_all_stage3.yaml").to_dict()  # the SILog fine-tune experiment
+    assert {k: v for k, v in one.items() if k not in ("train", "loss")} == \
+        {k: v for k, v in three.items() if k not in ("train", "loss")}
+    assert three["loss"] == {**one["loss"], "depth_term": "silog", "silog_lambda": 0.5}
+    assert three["train"]["init_from"] == str(Path(two["train"]["out_dir"]) / "best.pt")
+
+
+def test_shipped_training_configs_follow_the_paper():
+    from fusanet_core.config import load_config
+
+    nyu, kitti = load_config(ROOT / "config" / "train_nyu.yaml"), load_config(ROOT / "config" / "train_kitti.yaml")
+    assert nyu.loss.phi == 5.0 and not nyu.loss.log_and_sparse_only and nyu.data.kind == "nyu"
+    assert kitti.loss.phi == 20.0 and kitti.loss.log_and_sparse_only and kitti.data.max_depth == 80.0
+    assert kitti.model.max_depth == 80.0 and kitti.data.kind == "kitti"
+    for cfg in (nyu, kitti):
+        assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr) == (150, 32, 7e-4)
+
+
+def test_config_overrides_parse_yaml_values_and_reject_bad_keys(tmp_path):
+    from fusanet_core.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"preset": "tiny", "loss": {"lam": 0.01}}))
+    cfg = load_config(path, ["loss.lam=0", "train.epochs=7", "data.image_size=[60, 80]"])
+    assert cfg.loss.lam == 0.0 and cfg.train.epochs == 7 and cfg.data.image_size == (60, 80)
+    assert load_config(path).loss.lam == 0.01  # the file itself is untouched
+    with pytest.raises(ValueError, match="unknown key"):
+        load_config(path, ["loss.lamda=0"])
+    with pytest.raises(ValueError, match="section.key=value"):
+        load_config(path, ["loss.lam"])
+    with pytest.raises(ValueError, match="not a section"):
+        load_config(path, ["preset.x=1"])
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_config(path, ["data.image_size=[60, 80"])
+
+
+def test_indoor_config_resolves_the_shared_data(shared_data):
+    from fusanet_core.config import load_config
+    from fusanet_core.datasets import build_source
+
+    path = ROOT / "config" / "train_indoor.yaml"
+    cfg = load_config(path)
+    assert cfg.preset == "small" and cfg.data.image_size == (120, 160) and cfg.train.batch_size == 8
+    sizes = [len(build_source(spec, cfg, path.parent)) for spec in cfg.data.train + cfg.data.val]
+    assert sizes == [400, 198, 198, 100, 50]  # office listed twice: both sets weigh equally
