@@ -54,6 +54,7 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide checkpoints and reports from other users (a node's)
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -57,5 +57,5 @@ def score_frames(predictor: Predictor, frames: Iterable[Frame], point_counts: Se
 
 
 def node_default_predictor(checkpoint: str, device: str = "auto") -> Predictor:
-    """The Predictor the depth node builds by default: RGB-only network, scale_local fit through points."""
+    """Build the Predictor the depth node builds by default: RGB-only network, scale_local fit through points."""
     return Predictor.from_checkpoint(checkpoint, device, scale_from_points="scale_local", prime_with_points=False)

@@ -25,7 +25,7 @@ def learning_curve(metrics_path: Path) -> list[tuple[float, float]]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The report's text: what was tuned on and how, then before/after tables."""
+    """Return the report's text: what was tuned on and how, then before/after tables."""
     before, after = report["before"], report["after"]
     lines = ["# Fine-tuning report", "",
              f"- tuned at {report['tuned_at']} from `{Path(report['checkpoint']).name}` "

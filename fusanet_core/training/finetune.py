@@ -122,7 +122,7 @@ def _skip_reason(err: Exception) -> str:
 
 
 def finetune_config(base: Config, settings: FinetuneSettings, checkpoint: Path, out_dir: Path) -> Config:
-    """The run's config: the checkpoint's model and input size, the fine-tuning recipe."""
+    """Return the run's config: the checkpoint's model and input size, the fine-tuning recipe."""
     data = base.to_dict()
     size = list(base.inference.input_size or base.data.image_size)
     data["data"].update({"train": [], "val": [], "unseen": [], "image_size": size, "crop_size": [],
@@ -228,7 +228,7 @@ def _frames(sources: list[SubsetSource]):
 
 
 def _scores_before(out: Path, start: Path, val_sources: list[SubsetSource], cfg: Config, device: str) -> dict:
-    """The starting checkpoint's scores on the validation frames (kept in before.json for a resume)."""
+    """Score the starting checkpoint on the validation frames (kept in before.json for a resume)."""
     cached = out / "before.json"
     if cached.is_file():
         return json.loads(cached.read_text())

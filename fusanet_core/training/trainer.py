@@ -292,7 +292,7 @@ class Trainer:
             freeze_batch_norm(self.model)
 
     def _reached_max_steps(self) -> bool:
-        """True once train.max_steps steps or train.max_minutes minutes are spent."""
+        """Tell whether train.max_steps steps or train.max_minutes minutes are spent."""
         budget = self.cfg.train.max_minutes * 60.0
         return 0 < self.cfg.train.max_steps <= self.state.step or 0 < budget <= self.state.seconds
 

@@ -24,7 +24,7 @@ K = (60.0, 60.0, 39.5, 29.5)
 
 @pytest.fixture(scope="module")
 def tiny_start(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained `tiny` checkpoint with a 48x64 network input (fast enough for CI)."""
+    """Write an untrained `tiny` checkpoint with a 48x64 network input (fast enough for CI)."""
     torch.manual_seed(0)
     cfg = fusanet_core.preset_config("tiny")
     cfg.model.backbone_pretrained = False
@@ -80,7 +80,7 @@ def test_finetune_on_the_sample_bag_learns_loads_and_resumes(tiny_start, tmp_pat
 
 def _bag(path: Path, frames: int = 10, depth_topic: bool = True, depth_size: tuple[int, int] = (60, 80),
          depth_m: float = 1.5, corrupt: tuple[int, ...] = ()) -> Path:
-    """A ROS 2 bag of synthetic frames: rgb8 colour 80x60, 16UC1 depth (mm), colour CameraInfo."""
+    """Write a ROS 2 bag of synthetic frames: rgb8 colour 80x60, 16UC1 depth (mm), colour CameraInfo."""
     from rosbags.rosbag2 import Writer
     from rosbags.typesys import get_typestore, Stores
 
