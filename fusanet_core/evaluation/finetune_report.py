@@ -52,7 +52,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "![validation RMSE vs minutes](val_rmse_vs_minutes.png)", "",
               "![per validation frame](val_frames.png)", "",
               "Load it: `ros2 launch fusanet depth.launch.py checkpoint:=<this folder>/finetuned.pt` or "
-              "`fusanet predict --checkpoint <this folder>/finetuned.pt ...`.", ""]
+              "`fusanet predict --checkpoint <this folder>/finetuned.pt ...`. Its confidence calibration "
+              "(if the start had one) is the start's, not refitted to the new weights.", ""]
     return "\n".join(lines)
 
 

@@ -176,17 +176,10 @@ def finetune(data: list[str], out: str | Path, settings: FinetuneSettings | None
     before = _scores_before(out, start, val_sources, cfg, settings.device)
 
     trainer = Trainer(cfg, resume=resume, force=resume is None, datasets=(train_sets, val_sets))
-    summary = trainer.fit()
-    best = out / "run" / ("best.pt" if (out / "run" / "best.pt").is_file() else "last.pt")
-    payload, _ = read_checkpoint(best)
-    load_weights(trainer.model, payload["model"], best)
-    info = {
-        **request, "tuned_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "weights_from": best.name, "steps": summary["step"], "minutes": round(trainer.state.seconds / 60.0, 2),
-        "stopped": _why_stopped(trainer, cfg),
-        "frames": {r.spec: {"train": len(train), "val": len(val), "skipped": dict(r.skipped)}
-                   for r, (train, val) in zip(recordings, splits)},
-    }
+    trainer.fit()
+    info = {**request, **_keep_best(trainer, out / "run"),
+            "frames": {r.spec: {"train": len(train), "val": len(val), "skipped": dict(r.skipped)}
+                       for r, (train, val) in zip(recordings, splits)}}
     result = save_checkpoint(out / RESULT_FILE, trainer.model, cfg, half=True, finetune=info)
     after = score_frames(node_default_predictor(str(result), settings.device), _frames(val_sources),
                          max_depth=cfg.data.max_depth)
@@ -238,6 +231,16 @@ def _scores_before(out: Path, start: Path, val_sources: list[SubsetSource], cfg:
     with atomic_write(cached) as tmp:
         tmp.write_text(json.dumps(scores))
     return scores
+
+
+def _keep_best(trainer: Trainer, run: Path) -> dict[str, Any]:
+    """Load the run's best validated weights (its last ones when it never validated) into the model."""
+    best = run / ("best.pt" if (run / "best.pt").is_file() else "last.pt")
+    payload, _ = read_checkpoint(best)
+    load_weights(trainer.model, payload["model"], best)
+    return {"tuned_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "weights_from": best.name, "steps": trainer.state.step, "minutes": round(trainer.state.seconds / 60.0, 2),
+            "stopped": _why_stopped(trainer, trainer.cfg)}
 
 
 def _why_stopped(trainer: Trainer, cfg: Config) -> str:

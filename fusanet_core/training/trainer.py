@@ -272,14 +272,13 @@ class Trainer:
                  len(self.train_set), self.steps_per_epoch(), self.batch_size, self.dist.world_size, self.device,
                  ", ".join(f"{v.name} ({len(v)})" for v in self.val_sets) or "none")
         self.clock.last_save = time.monotonic()
-        while self.state.epoch <= cfg.epochs:
+        while self.state.epoch <= cfg.epochs and not self.validation_stalled():
             if not self._train_epoch(self.state.epoch):
                 self.save("last.pt")
                 break
             self._end_epoch(self.state.epoch)
-            if self.validation_stalled():
-                log.info("validation has not improved for %d validations: stopping early", self.state.stale_validations)
-                break
+        if self.validation_stalled():
+            log.info("validation has not improved for %d validations: stopped early", self.state.stale_validations)
         self._barrier()
         if self.tb is not None:
             self.tb.close()
