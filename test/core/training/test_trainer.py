@@ -86,7 +86,10 @@ def test_two_steps_write_checkpoints_and_resume_is_bitwise_exact(tmp_path):
 
     a, _ = read_checkpoint(tmp_path / "a" / "last.pt")
     b, _ = read_checkpoint(tmp_path / "b" / "last.pt")
-    assert a["trainer"] == b["trainer"]
+    timing = ("seconds",)  # wall-clock spent (the max_minutes budget): the one field two runs cannot share
+    assert {k: v for k, v in a["trainer"].items() if k not in timing} == \
+        {k: v for k, v in b["trainer"].items() if k not in timing}
+    assert 0 < b["trainer"]["seconds"] and 0 < a["trainer"]["seconds"]
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     state_a, state_b = a["optimizer"]["state"], b["optimizer"]["state"]
@@ -218,3 +221,25 @@ def test_init_from_starts_a_fresh_run_from_a_checkpoints_weights(tmp_path):
     other["model"] = {"stem_channels": 16}  # another architecture: refused, naming the mismatch
     with pytest.raises(CheckpointError, match="does not match the model: .*shape mismatch"):
         Trainer(config_from_dict(other))
+
+
+def test_early_stop_after_patience_validations_without_a_new_best(tmp_path, monkeypatch):
+    scores = iter([1.0, 0.9, 0.95, 0.92, 0.5, 0.4])  # a new best at epochs 1 and 2, then two misses
+    monkeypatch.setattr(Trainer, "validate",
+                        lambda self: {"all": {"rmse": next(scores), "abs_rel": 0.0, "delta1": 0.0}})
+    summary = Trainer(config_from_dict(tiny_config(tmp_path, epochs=6, early_stop_patience=2))).fit()
+    assert (summary["step"], summary["best_epoch"], summary["best_rmse"]) == (12, 2, 0.9)  # 4 epochs of 3 steps
+    resumed = Trainer(config_from_dict(tiny_config(tmp_path, epochs=6, early_stop_patience=2)),
+                      resume=tmp_path / "last.pt")
+    assert resumed.fit()["step"] == 12  # a stopped run stays stopped when resumed
+
+
+def test_time_budget_stops_training(tmp_path, monkeypatch):
+    clock = iter(range(0, 100_000, 30))  # every time.monotonic() call: 30 s later, so a step takes >= 30 s
+    monkeypatch.setattr("fusanet_core.training.trainer.time.monotonic", lambda: float(next(clock)))
+    summary = Trainer(config_from_dict(tiny_config(tmp_path, epochs=50, max_minutes=2.0, val_every=0))).fit()
+    assert 1 <= summary["step"] <= 4  # the 2-minute budget is spent within 4 steps (50 epochs would be 150)
+    state, _ = read_checkpoint(tmp_path / "last.pt")
+    assert state["trainer"]["seconds"] >= 120.0
+    with pytest.raises(ValueError, match="train.max_minutes"):
+        config_from_dict({"train": {"max_minutes": -1}})
