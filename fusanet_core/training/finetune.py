@@ -196,10 +196,11 @@ def _prepare_folder(out: Path, request: dict[str, Any], force: bool) -> Path | N
     if out.is_dir() and any(out.iterdir()):
         if not request_file.is_file():
             raise FinetuneError(f"--out {out} is not empty and holds no fine-tuning run: choose an empty or new folder")
-        held = json.loads(request_file.read_text())
+        held = _read_request(request_file)
         if held != request and not force:
-            raise FinetuneError(f"--out {out} holds another fine-tuning run (of {', '.join(held.get('data', []))}); "
-                                "choose another folder, or pass --force to replace it")
+            what = f"another fine-tuning run (of {', '.join(map(str, held.get('data', [])))})" if held else \
+                f"an unreadable {REQUEST_FILE}"
+            raise FinetuneError(f"--out {out} holds {what}; choose another folder, or pass --force to replace it")
         if held != request or force:
             for name in OUR_FILES:
                 path = out / name
@@ -212,6 +213,15 @@ def _prepare_folder(out: Path, request: dict[str, Any], force: bool) -> Path | N
         log.info("resuming the fine-tuning run in %s", out)
         return last
     return None
+
+
+def _read_request(path: Path) -> dict[str, Any] | None:
+    """Return the request a folder's run was made for (None when the file is not a readable request)."""
+    try:
+        held = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return held if isinstance(held, dict) else None
 
 
 def _frames(sources: list[SubsetSource]):

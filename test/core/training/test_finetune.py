@@ -162,3 +162,18 @@ def test_an_output_folder_holding_something_else_is_refused_untouched(tiny_start
     code, err = _cli([str(bag), "--out", str(other), "--checkpoint", str(tiny_start)], capsys)
     assert code == 2 and "holds another fine-tuning run" in err and "office.bag" in err
     assert json.loads((other / finetune_mod.REQUEST_FILE).read_text()) == {"data": ["/elsewhere/office.bag"]}
+
+
+def test_an_unreadable_request_is_refused_and_force_replaces_only_our_files(tiny_start, tmp_path, capsys):
+    bag = _bag(tmp_path / "bag")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / finetune_mod.REQUEST_FILE).write_text("{not json")
+    (out / "notes.txt").write_text("mine")
+    code, err = _cli([str(bag), "--out", str(out), "--checkpoint", str(tiny_start)], capsys)
+    assert code == 2 and "unreadable" in err
+    code, err = _cli([str(bag), "--out", str(out), "--checkpoint", str(tiny_start), "--force", "--batch-size", "4",
+                      "--max-steps", "1", "--threads", "1", "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert (out / "notes.txt").read_text() == "mine" and (out / "finetuned.pt").is_file()
+    assert json.loads((out / finetune_mod.REQUEST_FILE).read_text())["data"] == [str(bag)]
