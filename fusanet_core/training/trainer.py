@@ -290,10 +290,18 @@ class Trainer:
         if self.cfg.train.resolved_batch_norm() == "frozen":
             freeze_batch_norm(self.model)
 
-    def _reached_max_steps(self) -> bool:
+    def _budget_spent(self) -> bool:
         """Tell whether train.max_steps steps or train.max_minutes minutes are spent."""
+        if 0 < self.cfg.train.max_steps <= self.state.step:
+            return True
         budget = self.cfg.train.max_minutes * 60.0
-        return 0 < self.cfg.train.max_steps <= self.state.step or 0 < budget <= self.state.seconds
+        if budget <= 0:
+            return False
+        spent = torch.tensor([float(budget <= self.state.seconds)])
+        if self.dist.enabled:  # each process has its own clock: all stop when the first one's budget is spent
+            spent = spent.to(self.device)
+            dist.all_reduce(spent, op=dist.ReduceOp.MAX)
+        return bool(spent.item() > 0)
 
     def validation_stalled(self) -> bool:
         patience = self.cfg.train.early_stop_patience
@@ -318,7 +326,7 @@ class Trainer:
         total = self.steps_per_epoch()
         if self.state.step_in_epoch >= total:
             return True
-        if self._reached_max_steps():
+        if self._budget_spent():
             return False
         bar = _progress(total, self.state.step_in_epoch, f"epoch {epoch}/{self.cfg.train.epochs}", self.dist.main)
         sums = self.state.epoch_sums  # whole-epoch sums: they travel in the checkpoint
@@ -350,7 +358,7 @@ class Trainer:
                     log.info("epoch %d step %d/%d: loss %.4f, %.2f s/step", epoch, self.state.step_in_epoch, total,
                              record["loss"], record["sec_per_step"])
             self._maybe_save()
-            if self._reached_max_steps():
+            if self._budget_spent():
                 bar.close()
                 self.clock.epoch_seconds = round(time.monotonic() - started, 2)
                 return self.state.step_in_epoch >= total
@@ -439,6 +447,10 @@ class Trainer:
                     self.state.best_rmse, self.state.best_epoch, improved = rmse, epoch, True
                 self.state.stale_validations = 0 if improved else self.state.stale_validations + 1
             self._barrier()
+            if self.dist.enabled:  # only the main process validates: the others stop early when it does
+                stale = torch.tensor([self.state.stale_validations], device=self.device)
+                dist.broadcast(stale, src=0)
+                self.state.stale_validations = int(stale.item())
         record["seconds"] = round(self.state.seconds, 2)
         self._log_json(record)
         log.info("epoch %d done: %s", epoch, _summary_line(record))
