@@ -44,6 +44,12 @@ class FrameSource(Protocol):
     def load(self, index: int) -> Frame: ...
 
 
+def valid_depth(depth: np.ndarray, max_depth: float) -> np.ndarray:
+    """Pixels with a depth to learn from: finite, > 0 (0 = no reading) and within the network's range."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(depth) & (depth > 0) & (depth <= max_depth)
+
+
 class SubsetSource:
     """Some frames of a source, in the given order (a time split without the frames that failed to load)."""
 
@@ -202,7 +208,7 @@ class RGBDDataset(Dataset):
         augment = self.train and self.augment is not None
         if augment:
             frame = augment_geometry(frame, rng, self.augment)
-        valid = np.isfinite(frame.depth) & (frame.depth > 0) & (frame.depth <= self.max_depth)
+        valid = valid_depth(frame.depth, self.max_depth)
         depth = np.where(valid, frame.depth, 0.0).astype(np.float32)
         points = self._points(frame.rgb, depth, valid, rng)
         rgb = frame.rgb.astype(np.float32) / 255.0

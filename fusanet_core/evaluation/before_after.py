@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import compute_metrics, NoValidPixelsError
+from .metrics import compute_metrics, NoValidPixelsError, valid_mask
 from ..datasets.transforms import Frame
 from ..inference.predictor import Predictor
 from ..model.points import sift_guiding_points
@@ -35,7 +35,7 @@ def frame_scores(predictor: Predictor, frame: Frame, point_counts: Sequence[int]
         return None
     scores = {name: raw[name] for name in ("rmse", "abs_rel", "delta1")}
     scores["ms_abs_rel"] = compute_metrics(depth, gt, median_scale=True, **caps)["abs_rel"]
-    valid = np.isfinite(gt) & (gt >= min_depth) & (gt <= max_depth)
+    valid = valid_mask(gt, **caps)
     for count in point_counts:
         points = sift_guiding_points(frame.rgb, np.where(valid, gt, 0.0).astype(np.float32), valid, count)
         fitted = predictor.predict(frame.rgb, frame.intrinsics, points=points)["depth"]

@@ -21,12 +21,11 @@ from pathlib import Path
 import shutil
 from typing import Any
 
-import numpy as np
-
 from .trainer import Trainer
 from ..checkpoint import atomic_write, default_checkpoint, file_sha256, load_weights, read_checkpoint, save_checkpoint
 from ..config import Config, config_from_dict
 from ..datasets import build_source, dataset_from_source, FrameSource, SubsetSource
+from ..datasets.base import valid_depth
 from ..evaluation.before_after import node_default_predictor, score_frames
 from ..evaluation.finetune_report import write_report
 
@@ -89,7 +88,7 @@ def scan_recording(spec: str, cfg: Config) -> Recording:
     try:
         source = build_source(spec, cfg)
     except (ValueError, FileNotFoundError, OSError) as err:
-        raise FinetuneError(f"{spec}: {err}") from None
+        raise FinetuneError(f"{spec}: {_cli_names(str(err))}") from None
     recording = Recording(spec, source, [])
     for index in range(len(source)):
         try:
@@ -97,10 +96,7 @@ def scan_recording(spec: str, cfg: Config) -> Recording:
         except (ValueError, OSError) as err:
             recording.skipped[_skip_reason(err)] += 1
             continue
-        depth = frame.depth
-        with np.errstate(invalid="ignore"):
-            valid = np.isfinite(depth) & (depth > 0) & (depth <= cfg.data.max_depth)
-        if valid.mean() < MIN_VALID_SHARE:
+        if valid_depth(frame.depth, cfg.data.max_depth).mean() < MIN_VALID_SHARE:
             recording.skipped["no valid depth"] += 1
             continue
         recording.usable.append(index)
@@ -112,6 +108,14 @@ def scan_recording(spec: str, cfg: Config) -> Recording:
         log.warning("%s: skipped %d of %d frames (%s)", spec, sum(recording.skipped.values()), len(source),
                     ", ".join(f"{n} {why}" for why, n in recording.skipped.items()))
     return recording
+
+
+def _cli_names(text: str) -> str:
+    """Name the command's options where a data error names the config keys they set."""
+    for key, option in (("data.bag_rgb_topic", "--image-topic"), ("data.bag_depth_topic", "--depth-topic"),
+                        ("data.bag_info_topic", "--camera-info-topic")):
+        text = text.replace(key, option)
+    return text
 
 
 def _skip_reason(err: Exception) -> str:

@@ -295,13 +295,12 @@ class Trainer:
         if 0 < self.cfg.train.max_steps <= self.state.step:
             return True
         budget = self.cfg.train.max_minutes * 60.0
-        if budget <= 0:
-            return False
-        spent = torch.tensor([float(budget <= self.state.seconds)])
-        if self.dist.enabled:  # each process has its own clock: all stop when the first one's budget is spent
-            spent = spent.to(self.device)
-            dist.all_reduce(spent, op=dist.ReduceOp.MAX)
-        return bool(spent.item() > 0)
+        spent = 0 < budget <= self.state.seconds
+        if budget > 0 and self.dist.enabled:  # each process has its own clock: all stop when the first one must
+            flag = torch.tensor([float(spent)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            spent = bool(flag.item() > 0)
+        return spent
 
     def validation_stalled(self) -> bool:
         patience = self.cfg.train.early_stop_patience

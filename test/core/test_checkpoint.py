@@ -124,7 +124,7 @@ def test_atomic_write_replaces_the_file_only_when_the_block_succeeds(tmp_path):
         assert tmp.parent == path.parent and tmp != path
         tmp.write_text("new")
         assert path.read_text() == "old"  # nothing visible under the final name before the block ends
-    assert path.read_text() == "new"
+    assert path.read_text() == "new" and path.stat().st_mode & 0o777 == 0o644  # readable by a node's user too
     with pytest.raises(RuntimeError, match="interrupted"):
         with atomic_write(path) as tmp:
             tmp.write_text("half")

@@ -124,7 +124,7 @@ def _cli(args: list[str], capsys) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("bag_kwargs, message", [
-    ({"depth_topic": False}, "depth"),
+    ({"depth_topic": False}, "--depth-topic"),
     ({"depth_size": (30, 40)}, "not registered"),
     ({"depth_m": 0.0}, "no valid depth"),
     ({"frames": 5}, "fewer than one batch"),

@@ -63,7 +63,7 @@ def test_task_loss_has_both_passes_and_gradients():
     batch = batch_to(collate([dataset[(0, 1)], dataset[(1, 2)]]), "cpu")
     model = build_model(cfg)
     result = DepthTask(cfg)(model, batch, epoch=1)
-    assert {"loss", "final", "pass1", "l_log", "l_sparse", "l_hessian"} <= set(result)
+    assert {"loss", "final", "pass1", "l_log", "l_sparse", "l_hessian", "l_sparse_full"} <= set(result)
     assert torch.isfinite(result["loss"]) and result["loss"].requires_grad
     expected = result["final"].item() + cfg.loss.pass1_weight * result["pass1"].item()
     if cfg.model.use_saliency and cfg.loss.saliency_weight > 0:  # the map's own training signal (docs/architecture.md)
