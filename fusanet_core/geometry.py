@@ -235,3 +235,38 @@ def parse_extrinsic(values: Sequence[float]) -> RigidTransform:
     if len(vals) in (12, 16):
         return RigidTransform.from_matrix(np.reshape(vals, (-1, 4)))
     raise ValueError(f"extrinsic needs 7 (tx ty tz qx qy qz qw), 12 or 16 numbers, got {len(vals)}: {vals}")
+
+
+# ----------------------------------------------------------------------------- the floor plane
+UNIT_TOLERANCE = 1e-3  # |norm - 1| allowed of a unit normal or quaternion given by a user or a message
+
+
+def check_ground_plane(plane: Any) -> np.ndarray:
+    """Return a floor plane (nx, ny, nz, h) as float64, checked; raises ValueError naming the problem.
+
+    The plane is in the camera optical frame: n a unit normal pointing up (away from the floor),
+    h > 0 the camera's height above it; floor points X satisfy n . X + h = 0.
+    """
+    try:
+        values = np.asarray(plane, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"ground plane must be 4 numbers (nx, ny, nz, h), got {plane!r}") from None
+    if values.size != 4 or not np.all(np.isfinite(values)):
+        raise ValueError(f"ground plane must be 4 finite numbers (nx, ny, nz, h), got {values.tolist()}")
+    norm = float(np.linalg.norm(values[:3]))
+    if abs(norm - 1.0) > UNIT_TOLERANCE:
+        raise ValueError(f"ground plane normal must be a unit vector, got length {norm:.6g}")
+    if values[3] <= 0:
+        raise ValueError(f"ground plane height h must be > 0 (the camera above the floor), got {values[3]:.6g}")
+    return values
+
+
+def ground_plane_from_pose(camera_in_base: RigidTransform) -> np.ndarray:
+    """Return the floor plane (nx, ny, nz, h) in the camera optical frame from the camera's pose in the base.
+
+    `camera_in_base`: p_base = R p_camera + t, with the base frame z-up and its z = 0 plane the floor
+    (what base_footprint -> camera_optical_frame gives). Up in the camera is R^T e_z, the height t_z.
+    Raises ValueError when the camera is not above the floor.
+    """
+    normal = camera_in_base.rotation.T @ np.array([0.0, 0.0, 1.0])
+    return check_ground_plane([*normal, camera_in_base.translation[2]])

@@ -13,11 +13,12 @@ import torch
 
 from . import onnx_graph
 from .confidence import Calibration
+from .ground import fit_ground, GroundFit
 from .point_fit import check_mode, fit_to_points, PointFit
 from ..checkpoint import apply_input_size, default_checkpoint, file_sha256, load_model
 from ..config import Config
 from ..device import resolve_device
-from ..geometry import as_intrinsics, scale_intrinsics, scale_pixel, scale_points
+from ..geometry import as_intrinsics, check_ground_plane, scale_intrinsics, scale_pixel, scale_points
 from ..model.points import PointBatch
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ class Predictor:
 
     @torch.inference_mode()
     def predict(self, rgb: np.ndarray, intrinsics: Any = None, points: np.ndarray | None = None,
-                output_size: tuple[int, int] | None = None) -> dict[str, Any]:
+                output_size: tuple[int, int] | None = None, ground: Any = None) -> dict[str, Any]:
         """Depth for one image.
 
         Args:
@@ -164,6 +165,9 @@ class Predictor:
                 (and with the onnxruntime backend, more than `max_points` are thinned evenly).
             output_size: (height, width) of the depth and confidence maps; None = the input's. The
                 network output is resized once, straight to it, and the point fit works at that size.
+            ground: optional floor plane (nx, ny, nz, h) in the camera optical frame (unit normal
+                pointing up, camera height h > 0 m, floor points X: n . X + h = 0); needs
+                `intrinsics`. Gives the metric scale where the floor is seen (`inference.ground`).
 
         Returns:
             dict: "depth" HxW float32 metres (output_size), "confidence" HxW float32 in [0, 1] (see the class;
@@ -171,9 +175,14 @@ class Predictor:
             (M, 3) float32 (u, v, depth) in input pixels, "salient_scores" (M,), and
             "points_used" (how many input points survived the checks and were used), "point_fit" (the
             `PointFit.as_dict()` of scale_from_points; always there, applied False when no fit was
-            applied). An applied fit has changed "depth" and the salient points' depths.
+            applied), "ground_fit" (the `GroundFit.as_dict()`; applied False without `ground`). An
+            applied fit has changed "depth" and the salient points' depths.
+
+        Raises:
+            ValueError: a bad image, points, output size or ground plane (the message names it).
         """
         rgb = _check_rgb(rgb)
+        plane = None if ground is None else check_ground_plane(ground)
         h, w = rgb.shape[:2]
         out_h, out_w = (h, w) if output_size is None else _check_size(output_size)
         nh, nw = self.input_size
@@ -215,6 +224,9 @@ class Predictor:
         result["salient_points"][:, 2] = fit.apply_at(scale_points(result["salient_points"], *to_out), network_depth,
                                                       result["depth"])
         result["point_fit"] = fit.as_dict()
+        out_k = None if k is None else scale_intrinsics(k, out_w / nw, out_h / nh)
+        result["ground_fit"] = (GroundFit(reason="no ground plane") if plane is None
+                                else fit_ground(network_depth, out_k, plane)).as_dict()
         return result
 
     @staticmethod
