@@ -1,16 +1,49 @@
 """Metric scale from the floor: the known floor plane under a ground robot against the predicted depth.
 
-Placeholder of the interface; the estimator follows.
+A ground robot knows where the floor is in its camera (URDF: camera height and tilt). Each pixel
+whose ray goes down meets the floor at the depth z_floor = h / (-n . ray), ray = ((u - cx) / fx,
+(v - cy) / fy, 1). A floor pixel's true depth is z_floor; the network's depth d there differs by
+the network's scale, so q = z_floor / d is that scale at every floor pixel. Anything standing on
+the floor (furniture, a table top, a wall below the horizon) hides the floor behind it: its q is
+larger. So the scale is the lowest well-supported mode of q:
+
+1. On a grid of GRID_ROWS cells along the short side, the cells whose ray meets the floor within
+   MAX_FLOOR_DEPTH ("below the horizon").
+2. Candidates: those whose surface in the network's depth faces up, the normal of the
+   back-projected depth within MAX_NORMAL_ANGLE of the plane's normal. The normal of a
+   back-projected depth map does not depend on its scale, so the network's floor is found before
+   its scale is known; this removes most walls and object sides.
+3. A histogram of log q over the candidates (bins of BIN in log, smoothed); of the peaks with at
+   least PEAK_SHARE of the highest one's mass the lowest q is the floor (a table top is parallel
+   to the floor but higher: larger q). Its scale is the median q within TOLERANCE of the peak.
+4. The floor found: candidate cells within TOLERANCE of that scale. Fewer than MIN_FLOOR_SHARE of
+   the cells: not applied (too little floor seen), the network's scale is kept.
+
+The floor cells are also returned as virtual points (u, v, z_floor) (`GroundFit.anchors`), at
+most MAX_ANCHORS spread evenly, so that a point fit can use the floor together with known points.
+
+No torch, no ROS: numpy and OpenCV only.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+import math
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ..geometry import check_ground_plane, Intrinsics
+
+GRID_ROWS = 60  # cells along the short side of the map (8 px at 480 rows): the floor's scale needs no more
+MAX_FLOOR_DEPTH = 20.0  # m: farther, the floor is seen too grazingly for its depth to mean anything
+MAX_NORMAL_ANGLE = math.radians(30.0)  # a network surface within this of the floor normal may be floor
+BIN = 0.01  # log scales tried, 1 % apart
+UNDER_WEIGHT = 1.0  # a pixel the scale would put below the floor costs as much as one on it gains
+TOLERANCE = math.log(1.1)  # a cell within 10 % of the floor's scale is on the floor
+MIN_FLOOR_SHARE = 0.03  # floor cells / all cells needed to apply the fit
+MAX_ANCHORS = 200  # virtual floor points offered to a point fit
 
 
 @dataclass(frozen=True)
@@ -20,8 +53,8 @@ class GroundFit:
     Attributes:
         applied: False = the network's scale is kept, see `reason`.
         scale: depth factor the floor gives (z = scale * d).
-        floor_pixels: pixels whose scaled depth lies on the plane (the floor found).
-        floor_share: floor_pixels / pixels whose ray meets the floor (below the horizon).
+        floor_pixels: output pixels on the floor found (cells x cell area).
+        floor_share: share of the image on the floor found.
         reason: "ok", or why the floor was not used.
     """
 
@@ -30,7 +63,7 @@ class GroundFit:
     floor_pixels: int = 0
     floor_share: float = 0.0
     reason: str = ""
-    # (N, 3) virtual points (u, v, z) on the floor found, in the map's pixels (not in as_dict).
+    # (N, 3) virtual points (u, v, z_floor) on the floor found, in the map's pixels (not in as_dict).
     anchors: tuple[tuple[float, float, float], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
@@ -39,10 +72,85 @@ class GroundFit:
         del fields["anchors"]
         return fields
 
+    def anchor_points(self) -> np.ndarray | None:
+        """(N, 3) virtual floor points (u, v, z) of an applied fit, or None."""
+        return np.array(self.anchors) if self.applied and self.anchors else None
+
 
 def fit_ground(depth: np.ndarray, intrinsics: Intrinsics | None, plane: Any) -> GroundFit:
-    """Fit the scale of `depth` (HxW metres, pixels of `intrinsics`) to the floor `plane` (nx, ny, nz, h)."""
-    check_ground_plane(plane)
+    """Fit the scale of `depth` (HxW metres, in the pixels of `intrinsics`) to the floor `plane`.
+
+    Args:
+        depth: HxW predicted depth (non-finite or <= 0 = invalid).
+        intrinsics: (fx, fy, cx, cy) of `depth`'s pixels; None = the floor cannot be projected.
+        plane: (nx, ny, nz, h) in the camera optical frame (`geometry.check_ground_plane`).
+
+    Returns:
+        The GroundFit (see the module docstring); not applied, with the reason, when the floor is
+        not seen well enough.
+    """
+    normal, height = check_ground_plane(plane)[:3], float(check_ground_plane(plane)[3])
     if intrinsics is None:
-        return GroundFit(reason="no intrinsics: the floor plane cannot be projected")
-    return GroundFit(reason="not implemented")
+        return GroundFit(reason="no camera intrinsics: the floor plane cannot be projected")
+    depth = np.asarray(depth, np.float32)
+    h, w = depth.shape
+    cell = max(1, min(h, w) // GRID_ROWS)
+    gh, gw = max(1, h // cell), max(1, w // cell)
+    small = cv2.resize(np.where(np.isfinite(depth) & (depth > 0), depth, np.nan), (gw, gh),
+                       interpolation=cv2.INTER_NEAREST)
+    u = (np.arange(gw) + 0.5) * (w / gw) - 0.5
+    v = (np.arange(gh) + 0.5) * (h / gh) - 0.5
+    fx, fy, cx, cy = (float(x) for x in intrinsics)
+    rays = np.stack(np.broadcast_arrays((u[None, :] - cx) / fx, (v[:, None] - cy) / fy, np.ones((gh, gw))), -1)
+    down = -(rays @ normal)  # > 0: the ray goes down to the floor
+    with np.errstate(divide="ignore", invalid="ignore"):
+        floor_depth = np.where(down > 0, height / down, np.inf)
+    below = floor_depth <= MAX_FLOOR_DEPTH
+    if not below.any():
+        return GroundFit(reason="the floor plane's horizon is below the image: no pixel sees the floor")
+    seen = below & np.isfinite(small)
+    candidates = seen & _faces(small, rays, normal)
+    ratio = np.log(floor_depth[candidates] / small[candidates])
+    if len(ratio) < MIN_FLOOR_SHARE * gh * gw:
+        return GroundFit(reason=f"too little floor seen ({len(ratio) / (gh * gw):.1%} of the image faces up "
+                                f"below the horizon, {MIN_FLOOR_SHARE:.0%} needed)")
+    log_scale = _floor_scale(ratio, np.log(floor_depth[seen] / small[seen]))
+    on_floor = np.abs(ratio - log_scale) <= TOLERANCE
+    share = on_floor.sum() / (gh * gw)
+    fit = {"scale": math.exp(log_scale), "floor_pixels": int(on_floor.sum() * cell * cell),
+           "floor_share": float(share)}
+    if share < MIN_FLOOR_SHARE:
+        return GroundFit(**fit, reason=f"too little floor seen ({share:.1%} of the image, "
+                                       f"{MIN_FLOOR_SHARE:.0%} needed)")
+    rows, cols = np.nonzero(candidates)
+    keep = np.flatnonzero(on_floor)
+    keep = keep[np.round(np.linspace(0, len(keep) - 1, min(MAX_ANCHORS, len(keep)))).astype(np.int64)]
+    anchors = np.column_stack([u[cols[keep]], v[rows[keep]], floor_depth[rows[keep], cols[keep]]])
+    return GroundFit(True, **fit, reason="ok", anchors=tuple(map(tuple, anchors.tolist())))
+
+
+def _faces(depth: np.ndarray, rays: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """Cells whose back-projected surface normal is within MAX_NORMAL_ANGLE of `normal` (scale-free)."""
+    points = rays * depth[..., None]
+    du = np.zeros_like(points)
+    dv = np.zeros_like(points)
+    du[:, 1:-1] = points[:, 2:] - points[:, :-2]
+    dv[1:-1] = points[2:] - points[:-2]
+    normals = np.cross(du, dv)  # u right x v down: away from the camera; the facing normal is its negative
+    length = np.linalg.norm(normals, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cosine = -(normals @ normal) / length
+    return np.nan_to_num(cosine, nan=-1.0) >= math.cos(MAX_NORMAL_ANGLE)
+
+
+def _floor_scale(candidate: np.ndarray, seen: np.ndarray) -> float:
+    """Log scale of the floor: most candidates on it, fewest pixels below it (module docstring, step 3).
+
+    `candidate`: log q of the up-facing cells, `seen`: of every cell below the horizon.
+    """
+    trial = np.arange(candidate.min(), candidate.max() + BIN, BIN)
+    candidate, seen = np.sort(candidate), np.sort(seen)
+    support = np.searchsorted(candidate, trial + TOLERANCE) - np.searchsorted(candidate, trial - TOLERANCE)
+    under = np.searchsorted(seen, trial - TOLERANCE)  # q below the floor: seen through it at this scale
+    best = trial[int(np.argmax(support - UNDER_WEIGHT * under))]
+    return float(np.median(candidate[np.abs(candidate - best) <= TOLERANCE]))

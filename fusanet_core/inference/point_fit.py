@@ -62,7 +62,7 @@ from . import interpolation
 
 MODES = ("none", "scale", "scale_local", "scale_shift")
 LOCAL_GRID_ROWS = 60  # scale_local: the correction is computed on a grid of ~60 cells along the short side
-LOCAL_SPATIAL = 0.5  # scale_local: bilateral sigma = this x the points' mean spacing sqrt(H W / N)
+LOCAL_SPATIAL = 1.0  # scale_local: bilateral sigma = this x the points' mean spacing sqrt(H W / N)
 LOCAL_RANGE = 0.1  # scale_local: bilateral rho in log depth (a point weighs 1/e^2 at 22 % depth difference)
 LOCAL_MAX_RESIDUAL = math.log(10.0)  # scale_local: a point > 10x off the global fit is an outlier, never an anchor
 LOCAL_MAX_ANCHORS = 2000  # scale_local: more anchors (a dense LiDAR) are thinned evenly: bounded time per frame
@@ -185,19 +185,26 @@ def _bilateral(anchors: np.ndarray, anchor_log: np.ndarray, u: np.ndarray, v: np
                guide_valid: np.ndarray, sigma: float) -> np.ndarray:
     """Depth-guided weighted mean of the anchors' residuals at (u, v), in chunks of cells (bounded memory).
 
-    The log weights are shifted by their per-cell maximum before exp: far from every anchor the
-    nearest one still weighs 1 (no underflow to 0 / 0).
+    The weight's exponent is minus a squared distance in the feature space (u, v, log depth), each
+    axis divided by sqrt(2) x its bandwidth, so a chunk's exponents are one float32 matrix product:
+    -|c - a|^2 = 2 c.a - |a|^2 - |c|^2, and the cell's own |c|^2 drops out with the shift by the
+    per-cell maximum (which also keeps the nearest anchor at weight 1 far from every anchor: no 0 / 0).
+    Cells without a valid depth have no range term (their own anchors' norms, without it).
     """
+    spatial, depth_range = 1.0 / (math.sqrt(2.0) * sigma), 1.0 / (math.sqrt(2.0) * LOCAL_RANGE)
+    feature_a = np.column_stack([anchors[:, 0] * spatial, anchors[:, 1] * spatial, anchor_log * depth_range])
+    feature_c = np.column_stack([u * spatial, v * spatial, np.where(guide_valid, guide, 0.0) * depth_range])
+    feature_a, feature_c = feature_a.astype(np.float32), feature_c.astype(np.float32)
+    no_range = feature_a * np.float32([1, 1, 0])
     out = np.empty(len(u))
     step = max(1, LOCAL_CHUNK // len(anchors))
-    for start in range(0, len(u), step):
-        cells = slice(start, start + step)
-        log_w = -((u[cells, None] - anchors[None, :, 0]) ** 2 + (v[cells, None] - anchors[None, :, 1]) ** 2) / (
-            2.0 * sigma**2)
-        log_w -= np.where(guide_valid[cells, None], (guide[cells, None] - anchor_log[None, :]) ** 2, 0.0) / (
-            2.0 * LOCAL_RANGE**2)
-        weights = np.exp(log_w - log_w.max(axis=1, keepdims=True))
-        out[cells] = (weights @ anchors[:, 2]) / weights.sum(axis=1)
+    for cells_of, features in ((np.flatnonzero(guide_valid), feature_a), (np.flatnonzero(~guide_valid), no_range)):
+        norms = np.einsum("ij,ij->i", features, features)
+        for start in range(0, len(cells_of), step):
+            cells = cells_of[start:start + step]
+            log_w = 2.0 * feature_c[cells] @ features.T - norms
+            weights = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+            out[cells] = (weights @ anchors[:, 2].astype(np.float32)) / weights.sum(axis=1)
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 import logging
 from pathlib import Path
 import threading
@@ -225,9 +226,26 @@ class Predictor:
                                                       result["depth"])
         result["point_fit"] = fit.as_dict()
         out_k = None if k is None else scale_intrinsics(k, out_w / nw, out_h / nh)
-        result["ground_fit"] = (GroundFit(reason="no ground plane") if plane is None
-                                else fit_ground(network_depth, out_k, plane)).as_dict()
+        ground_fit = self._fit_ground(network_depth, out_k, plane, fit.applied)
+        if ground_fit.applied:  # a global scale: the map and the salient points alike
+            result["depth"] = network_depth * np.float32(ground_fit.scale)
+            result["salient_points"][:, 2] *= np.float32(ground_fit.scale)
+        result["ground_fit"] = ground_fit.as_dict()
         return result
+
+    @staticmethod
+    def _fit_ground(depth: np.ndarray, k: tuple | None, plane: np.ndarray | None, points_fitted: bool) -> GroundFit:
+        """Fit the network's depth to the floor, applied only where no point fit was.
+
+        Known points, where they fit, beat the floor: adding the floor's virtual points to theirs
+        made the depth worse on the unseen sets (docs/architecture.md, "The floor's scale").
+        """
+        if plane is None:
+            return GroundFit(reason="no ground plane")
+        ground_fit = fit_ground(depth, k, plane)
+        if ground_fit.applied and points_fitted:
+            return replace(ground_fit, applied=False, reason="the known points' fit is used instead")
+        return ground_fit
 
     @staticmethod
     def _fit_points(depth: np.ndarray, kept: np.ndarray | None, mode: str, min_points: int) -> PointFit:

@@ -49,7 +49,10 @@ def test_points_can_serve_the_fit_alone(sample_frame):
     assert fitted["points_used"] == 20 and fitted["point_fit"]["applied"]
     assert np.array_equal(fitted["salient_points"][:, :2], rgb_only["salient_points"][:, :2])  # the same network run
     at = np.rint(pts[:, :2]).astype(int)
-    assert np.allclose(fitted["depth"][at[:, 1], at[:, 0]], pts[:, 2], rtol=0.05)  # through the points
+    # through the points, smoothed: the bilateral half averages neighbouring residuals (a steep
+    # gradient the untrained network lacks is flattened by a few % at the ends of the grid)
+    error = np.abs(fitted["depth"][at[:, 1], at[:, 0]] / pts[:, 2] - 1)
+    assert np.median(error) < 0.03 and error.max() < 0.06
     # the salient points move with the map at their own pixels (scale_local's correction is per pixel)
     sal = np.rint(rgb_only["salient_points"][:, :2]).astype(int)
     map_factor = fitted["depth"][sal[:, 1], sal[:, 0]] / rgb_only["depth"][sal[:, 1], sal[:, 0]]
@@ -108,7 +111,7 @@ def test_scale_from_points_fits_the_output_to_the_points(tiny_checkpoint, sample
     ratio = pts[:, 2] / at_points
     assert np.median(ratio) == pytest.approx(1.0, abs=0.05), fit  # all points, the outliers too
     assert set(out) == {"depth", "confidence", "confidence_calibrated", "salient_points", "salient_scores",
-                        "points_used", "point_fit"}
+                        "points_used", "point_fit", "ground_fit"}
     # the same frame without the fit: the network's own scale, by the fitted factor
     pred.set_point_fit("none")
     plain = pred.predict(sample_frame["rgb"], sample_frame["intrinsics"], pts)
