@@ -155,14 +155,22 @@ class RigidTransform:
         return cls(np.eye(3), np.zeros(3))
 
     @classmethod
-    def from_quaternion(cls, translation: Sequence[float], quaternion: Sequence[float]) -> RigidTransform:
-        """From (tx, ty, tz) and a quaternion (qx, qy, qz, qw), the ROS geometry_msgs order."""
+    def from_quaternion(cls, translation: Sequence[float], quaternion: Sequence[float],
+                        strict: bool = False) -> RigidTransform:
+        """From (tx, ty, tz) and a quaternion (qx, qy, qz, qw), the ROS geometry_msgs order.
+
+        The quaternion is normalised. `strict` refuses one whose length is off 1 by more than
+        UNIT_TOLERANCE: a pose from a message or a hand-typed extrinsic that is not unit is more
+        likely a mistake (a swapped w, a truncated value) than something to normalise away.
+        """
         t = np.asarray(translation, dtype=np.float64).reshape(-1)
         q = np.asarray(quaternion, dtype=np.float64).reshape(-1)
         norm = float(np.linalg.norm(q)) if q.size == 4 else 0.0
         if t.size != 3 or not np.all(np.isfinite(t)) or not np.isfinite(norm) or norm < 1e-6:
-            raise ValueError(f"extrinsic needs a finite translation (3) and a non-zero quaternion (4), "
-                             f"got {list(t)}, {list(q)}")
+            raise ValueError(f"a rigid transform needs a finite translation (3) and a non-zero quaternion (4), "
+                             f"got {t.tolist()}, {q.tolist()}")
+        if strict and abs(norm - 1.0) > UNIT_TOLERANCE:
+            raise ValueError(f"quaternion (qx, qy, qz, qw) must have unit length, got length {norm:.6g}: {q.tolist()}")
         x, y, z, w = q / norm
         rotation = np.array([
             [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
@@ -223,15 +231,16 @@ def _rotation_to_quaternion(r: np.ndarray) -> np.ndarray:
     return q if q[3] >= 0 else -q
 
 
-def parse_extrinsic(values: Sequence[float]) -> RigidTransform:
+def parse_extrinsic(values: Sequence[float], strict: bool = False) -> RigidTransform:
     """Parse an extrinsic from 7 numbers (tx ty tz qx qy qz qw), or 12 / 16 numbers.
 
     The 12 / 16 numbers are a row-major 3x4 / 4x4 matrix [R | t]. Convention: p_out = R p_in + t,
-    metres (for a depth-to-colour extrinsic: p_colour = R p_depth + t).
+    metres (for a depth-to-colour extrinsic: p_colour = R p_depth + t). `strict`: a quaternion
+    must be unit length (`RigidTransform.from_quaternion`).
     """
     vals = [float(v) for v in values]
     if len(vals) == 7:
-        return RigidTransform.from_quaternion(vals[:3], vals[3:])
+        return RigidTransform.from_quaternion(vals[:3], vals[3:], strict)
     if len(vals) in (12, 16):
         return RigidTransform.from_matrix(np.reshape(vals, (-1, 4)))
     raise ValueError(f"extrinsic needs 7 (tx ty tz qx qy qz qw), 12 or 16 numbers, got {len(vals)}: {vals}")

@@ -5,8 +5,9 @@ description that `fusanet launch depth` starts as processes on pip-only installs
 run the same thing.
 
 Arguments: params_file, namespace (default fusanet: outputs at /fusanet/depth/image ...),
-image_topic, camera_info_topic, sparse_points_topic, checkpoint, device, lifecycle, autostart,
-use_sim_time, log_level (see `ros2 launch fusanet depth.launch.py --show-args`). With
+image_topic, camera_info_topic, sparse_points_topic, camera_pose_topic, checkpoint, device,
+lifecycle, autostart, use_sim_time, log_level (see `ros2 launch fusanet depth.launch.py
+--show-args`). With
 lifecycle:=true the managed depth_lifecycle_node starts; with autostart:=true (default) this
 launch file configures it and activates it once it is inactive, as `fusanet launch depth
 --lifecycle true` does through the lifecycle services.

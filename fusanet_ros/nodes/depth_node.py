@@ -8,7 +8,12 @@ Subscribes:
         sparse.extrinsic, or with sparse.type:=depth_image a sparse 16UC1/32FC1 Image): optional
         known depths (SLAM landmarks, LiDAR) that the output is fitted through (scale_from_points,
         default scale_local: fusanet_core/inference/point_fit.py) and, with prime_with_points, that
-        prime the network
+        prime the network; a cloud in the frame of camera_pose (e.g. map) is placed in the camera
+        by the pose nearest the image stamp
+    camera_pose (geometry_msgs/PoseStamped, optional): the camera optical frame's pose in
+        header.frame_id (p_frame = R p_camera + t), e.g. from a SLAM system
+Parameters ground.extrinsic / ground.plane give the floor plane under a ground robot, passed to
+the Predictor for the metric scale where the floor is seen (fusanet_core/inference/ground.py).
 Publishes (all with the input header), as camera pairs (image_transport / REP 118 layout):
     depth/image (32FC1 metres: +Inf beyond max_depth, NaN invalid (REP 117) | 16UC1 mm, 0 invalid),
     depth/camera_info and confidence/camera_info (the rectified camera at the output size: D = 0,

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
@@ -24,6 +25,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from fusanet_core.geometry import back_project_points, Intrinsics, project_points, scale_intrinsics, scale_pixel
 from fusanet_ros.nodes import conversions as conv
 from fusanet_ros.nodes.depth_settings import PARAMETERS, Settings, validate_settings
+from fusanet_ros.nodes.poses import match_pose, pose_from_msg, PoseBuffer, StampedPose
 from fusanet_ros.nodes.rectify import needs_rectification, Rectifier, topic_is_rectified
 from fusanet_ros.nodes.ros_common import declare_parameters, qos_overrides, reliable_qos, sensor_qos, ThrottledLog
 from fusanet_ros.nodes.worker import assess, Frame, LatestSlot, NodeStats, rate_window
@@ -71,6 +73,7 @@ class DepthPipeline:
         self._subs: list[Any] = []
         self._camera_info: Any = None
         self._sparse: Any = None
+        self._poses = PoseBuffer()
         self._last_stamp: int | None = None
         self._rng = np.random.default_rng(0)
         self._rectifier = Rectifier()
@@ -119,7 +122,8 @@ class DepthPipeline:
             self._image_topic = self.node.resolve_topic_name("image")
             image = (Image, "image", lambda m: self._on_image(m, False))
         inputs = [image, (CameraInfo, "camera_info", self._on_camera_info),
-                  (PointCloud2 if s.sparse_type == "cloud" else Image, "sparse_points", self._on_sparse)]
+                  (PointCloud2 if s.sparse_type == "cloud" else Image, "sparse_points", self._on_sparse),
+                  (PoseStamped, "camera_pose", self._on_pose)]
         # A profile per subscription: rclpy writes a topic's qos_overrides into the profile object.
         self._subs = [self.node.create_subscription(msg_type, topic, callback, sensor_qos(),
                                                     qos_overriding_options=qos_overrides())
@@ -199,6 +203,14 @@ class DepthPipeline:
         self._stats.count("sparse_in")
         self._sparse = msg
 
+    def _on_pose(self, msg: Any) -> None:
+        """Buffer a camera pose; a broken one is refused (counted bad_pose), never normalised into use."""
+        self._stats.count("poses_in")
+        try:
+            self._poses.add(pose_from_msg(msg))
+        except conv.ConversionError as err:
+            self._bad("bad_pose", str(err))
+
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         """Validate runtime changes as a whole; apply them only when all are valid."""
         ours = {p.name: p.value for p in params if p.name in PARAMETERS}
@@ -252,10 +264,12 @@ class DepthPipeline:
             return
         rgb, rectified_from = self._rectify(rgb, info, s)
         points = self._sparse_points(frame.msg.header, k, rectified_from, width, height, s)
+        plane = ground_in_camera(s.ground_plane, rectified_from)
         t_model, t_model_cpu = time.perf_counter(), time.thread_time()
-        result = self.predictor.predict(rgb, k, points, s.output_size)
+        result = self.predictor.predict(rgb, k, points, s.output_size, ground=plane)
         model_time, model_cpu = time.perf_counter() - t_model, time.thread_time() - t_model_cpu
         self._count_fit(result.get("point_fit"), points is not None)
+        self._count_ground(result.get("ground_fit") if plane is not None else None)
         self._publish(frame.msg.header, rgb, info, k, result, s)
         done, done_cpu = time.perf_counter(), time.thread_time()
         # Overhead = everything but predict, as wall time (what a robot waits) and as this thread's
@@ -276,6 +290,12 @@ class DepthPipeline:
             self._log.warning("scale_fit_rejected", f"scale_from_points {fit['mode']} not applied "
                                                     f"({fit['inliers']}/{fit['points']} inliers): {fit['reason']}; "
                                                     "the network's own scale is used")
+
+    def _count_ground(self, fit: dict[str, Any] | None) -> None:
+        """Count and keep this frame's floor-plane fit (None: no plane set); warn when it fell back."""
+        self._stats.ground_fit(fit)
+        if fit is not None and not fit["applied"]:
+            self._log.warning("ground_fallback", f"floor plane not used on this frame: {fit['reason']}")
 
     def _intrinsics(self, width: int, height: int) -> tuple[Any, Intrinsics | None]:
         """Latest camera_info and its (fx, fy, cx, cy), or (None, None) when missing or bad."""
@@ -308,29 +328,82 @@ class DepthPipeline:
 
     def _sparse_points(self, header: Any, k: Intrinsics | None, rectified_from: Any,
                        width: int, height: int, s: Settings) -> np.ndarray | None:
-        """(u, v, z) of the latest sparse message within max_age of the image, or None."""
+        """(u, v, z) of the latest sparse message for this image, or None (none, stale, none usable).
+
+        A cloud in the frame of camera_pose (a world frame, e.g. map) holds for any image while a
+        pose within sparse.max_age of the image places the camera in it: SLAM maps are republished
+        rarely, and some SLAM nodes stamp their clouds with the wall clock. Every other sparse
+        message must itself be within sparse.max_age of the image.
+        """
         msg = self._sparse
         if msg is None:
             return None
-        if abs(conv.stamp_ns(header) - conv.stamp_ns(msg.header)) > s.sparse_max_age * 1e9:
+        pose = None
+        if s.sparse_type == "cloud" and self._in_pose_frame(msg, header, s):
+            pose = self._pose_for(header, str(msg.header.frame_id), s)
+            if pose is None:
+                return None
+        elif abs(conv.stamp_ns(header) - conv.stamp_ns(msg.header)) > s.sparse_max_age * 1e9:
             self._stats.count("sparse_stale")
             return None
         try:
-            uvz, dropped = sparse_to_uvz(msg, header, k, rectified_from, width, height, s)
+            uvz, dropped = sparse_to_uvz(msg, header, k, rectified_from, width, height, s, pose, self._poses.frames())
         except BadInput as err:
             self._bad(err.kind, str(err))
             return None
         except conv.ConversionError as err:
             self._bad("bad_sparse", str(err))
             return None
-        if dropped:
-            self._stats.count("sparse_points_rejected", dropped)
-            self._log.warning("sparse_rejected",
-                              f"{dropped} sparse points dropped (NaN, behind the camera or out of frame)")
+        if not self._count_dropped(len(uvz), dropped, pose is not None):
+            return None
+        if pose is not None:
+            self._stats.count("sparse_posed")
         if len(uvz) > s.sparse_max_points:
             uvz = uvz[self._rng.choice(len(uvz), s.sparse_max_points, replace=False)]
         self._stats.count("sparse_points_used", len(uvz))
         return uvz
+
+    def _in_pose_frame(self, msg: Any, header: Any, s: Settings) -> bool:
+        """Tell whether camera_pose places a cloud: its frame is a pose frame, not the camera's or sparse.frame_id."""
+        frame = str(msg.header.frame_id)
+        if frame == str(header.frame_id) or (s.sparse_extrinsic is not None and frame == s.sparse_frame_id):
+            return False
+        return self._poses.has_frame(frame)
+
+    def _pose_for(self, header: Any, frame: str, s: Settings) -> StampedPose | None:
+        """Return the camera pose in `frame` for this image, or None (counted, warned: no points for the frame)."""
+        pose, gap = match_pose(self._poses, conv.stamp_ns(header), frame, s.sparse_max_age)
+        if pose is not None:
+            return pose
+        if gap is None:
+            reason = f"no camera_pose in {frame!r} is buffered"
+        else:
+            self._stats.count("pose_stale")
+            reason = (f"the nearest camera_pose in {frame!r} is {gap:.3f} s from the image "
+                      f"(sparse.max_age {s.sparse_max_age:g} s)")
+        self._stats.count("sparse_no_pose")
+        self._log.warning("pose_stale" if gap is not None else "sparse_no_pose",
+                          f"sparse cloud in {frame!r} not used: {reason}; frame published without points")
+        return None
+
+    def _count_dropped(self, kept: int, dropped: int, posed: bool) -> bool:
+        """Count the sparse points dropped from a frame and warn; False when none is left.
+
+        A cloud placed by camera_pose (a map) has points out of view by nature: only losing all
+        of them is worth a warning.
+        """
+        if dropped:
+            self._stats.count("sparse_points_rejected", dropped)
+        if not kept:
+            if dropped:
+                self._stats.count("sparse_all_rejected")
+                self._log.warning("sparse_all_rejected", f"all {dropped} sparse points dropped (NaN, behind the "
+                                                         "camera or out of frame): frame published without points")
+            return False
+        if dropped and not posed:
+            self._log.warning("sparse_rejected",
+                              f"{dropped} sparse points dropped (NaN, behind the camera or out of frame)")
+        return True
 
     # --------------------------------------------------------------------------- outputs
     def _publish(self, header: Any, rgb: np.ndarray, info: Any, k: Intrinsics | None,
@@ -372,9 +445,10 @@ class DepthPipeline:
         device = str(self.predictor.device)
         status = DiagnosticStatus(name=diagnostic_name(self.node.get_fully_qualified_name()),
                                   hardware_id=hardware_id(device), level=LEVELS[level], message=message)
+        plane = "" if s.ground_plane is None else " ".join(f"{v:.4f}" for v in s.ground_plane)
         values = {"device": device, "model": self.model_name,
                   "network_input": "x".join(map(str, self.predictor.input_size)),
-                  "expected_rate_hz": s.expected_rate, **snap}
+                  "expected_rate_hz": s.expected_rate, "ground_plane": plane, **snap}
         status.values = [KeyValue(key=key, value=_format(value)) for key, value in values.items()]
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.node.get_clock().now().to_msg()
@@ -440,14 +514,19 @@ def mark_invalid(depth: np.ndarray, conf: np.ndarray, max_depth: float, min_conf
         depth[invalid] = np.nan
 
 
-def sparse_cloud_in_camera(msg: Any, camera_frame: str, s: Settings) -> np.ndarray:
+def sparse_cloud_in_camera(msg: Any, camera_frame: str, s: Settings, pose: StampedPose | None = None,
+                           pose_frames: list[str] | None = None) -> np.ndarray:
     """(N, 3) points of a sparse cloud in the camera optical frame.
 
-    Without tf2 (not installable from pip) the node can only take points already in the image's
-    frame, or in `sparse.frame_id` through the static `sparse.extrinsic`.
+    Without tf2 (not installable from pip) the node takes points already in the image's frame, in
+    `sparse.frame_id` through the static `sparse.extrinsic`, or in the frame of `pose` (the
+    camera_pose matched to the image). In a pose's (world) frame an exact (0, 0, 0) is taken as
+    padding, not a point: ORB-SLAM3 wrappers write it for keypoints without a map point. It
+    becomes NaN, dropped and counted with the other rejected points.
 
     Raises:
-        BadInput: sparse_wrong_frame, the cloud's frame is neither.
+        BadInput: sparse_wrong_frame, the cloud's frame is none of these (`pose_frames`, the
+            frames camera_pose arrived in, go into the message).
     """
     frame = str(msg.header.frame_id)
     xyz = conv.cloud_to_xyz(msg, skip_nans=False)
@@ -455,13 +534,37 @@ def sparse_cloud_in_camera(msg: Any, camera_frame: str, s: Settings) -> np.ndarr
         return xyz
     if s.sparse_extrinsic is not None and frame == s.sparse_frame_id:
         return s.sparse_extrinsic.apply(xyz).astype(np.float32)
+    if pose is not None and frame == pose.frame_id:
+        xyz = xyz.astype(np.float64)
+        xyz[np.all(xyz == 0, axis=1)] = np.nan
+        return pose.camera_to_frame.inverse().apply(xyz).astype(np.float32)
+    raise BadInput("sparse_wrong_frame", f"sparse cloud in frame {frame!r}, image in {camera_frame!r}: "
+                                         f"{_frame_hint(frame, s, pose_frames or [])}")
+
+
+def _frame_hint(frame: str, s: Settings, pose_frames: list[str]) -> str:
+    """Say which frames the node could have used instead of `frame`."""
     if frame == s.sparse_frame_id:
-        hint = "sparse.extrinsic is empty"
-    elif s.sparse_frame_id:
-        hint = f"sparse.frame_id is {s.sparse_frame_id!r}"
+        return "sparse.extrinsic is empty"
+    hints = [f"sparse.frame_id is {s.sparse_frame_id!r}" if s.sparse_frame_id
+             else "set sparse.frame_id and sparse.extrinsic to use it"]
+    if pose_frames:
+        hints.append(f"camera_pose arrived in {', '.join(map(repr, pose_frames))}")
     else:
-        hint = "set sparse.frame_id and sparse.extrinsic to use it"
-    raise BadInput("sparse_wrong_frame", f"sparse cloud in frame {frame!r}, image in {camera_frame!r}: {hint}")
+        hints.append(f"or publish camera_pose in {frame!r}")
+    return "; ".join(hints)
+
+
+def ground_in_camera(plane: tuple[float, float, float, float] | None,
+                     rectified_from: Any) -> tuple[float, float, float, float] | None:
+    """Return the floor plane in the camera the network sees: rotated by R when the image was rectified.
+
+    A point of the raw camera is R p in the rectified one, so the plane's normal becomes R n.
+    """
+    if plane is None or rectified_from is None:
+        return plane
+    nx, ny, nz = (float(v) for v in Rectifier.rotation(rectified_from) @ np.asarray(plane[:3]))
+    return nx, ny, nz, plane[3]
 
 
 def diagnostic_name(fully_qualified_name: str) -> str:
@@ -487,16 +590,18 @@ def _format(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def sparse_to_uvz(msg: Any, header: Any, k: Intrinsics | None, rectified_from: Any,
-                  width: int, height: int, s: Settings) -> tuple[np.ndarray, int]:
+def sparse_to_uvz(msg: Any, header: Any, k: Intrinsics | None, rectified_from: Any, width: int, height: int,
+                  s: Settings, pose: StampedPose | None = None,
+                  pose_frames: list[str] | None = None) -> tuple[np.ndarray, int]:
     """(u, v, z) on the image the network sees, and how many points fell out of it.
 
-    `rectified_from`: the camera_info the image was rectified with (None: not rectified).
+    `rectified_from`: the camera_info the image was rectified with (None: not rectified). `pose`:
+    the camera_pose matched to the image, for a cloud in its frame (`sparse_cloud_in_camera`).
     """
     if s.sparse_type == "cloud":
         if k is None:
             raise conv.ConversionError("sparse point cloud needs a valid camera_info to be projected")
-        xyz = sparse_cloud_in_camera(msg, str(header.frame_id), s)
+        xyz = sparse_cloud_in_camera(msg, str(header.frame_id), s, pose, pose_frames)
         if rectified_from is not None:
             xyz = xyz @ Rectifier.rotation(rectified_from).T  # the raw camera's points, seen from the rectified one
         return project_points(xyz, k, width, height)

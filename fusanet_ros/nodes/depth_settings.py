@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from fusanet_core.device import check_device_name
-from fusanet_core.geometry import parse_extrinsic, RigidTransform
+from fusanet_core.geometry import check_ground_plane, ground_plane_from_pose, parse_extrinsic, RigidTransform
 from fusanet_core.inference.point_fit import MODES as SCALE_FIT_MODES
 from fusanet_ros.nodes.params import choice, number, Param
 
@@ -67,6 +67,13 @@ PARAMETERS: dict[str, Param] = {
     "prime_with_points": Param(False, "also feed the sparse points into the network (the paper's priming); false: "
                                       "RGB-only network, the points serve scale_from_points (the better depth with "
                                       "the bundled model, BENCHMARKS.md)", True),
+    "ground.extrinsic": Param("", "pose of the camera optical frame in a z-up base frame whose z = 0 plane is the "
+                                  "floor (base_footprint -> camera optical frame: p_base = R p_camera + t): "
+                                  "'tx ty tz qx qy qz qw' (unit quaternion) or a row-major 3x4 / 4x4 matrix; gives "
+                                  "ground.plane; empty = off", True),
+    "ground.plane": Param([], "floor plane [nx, ny, nz, h] in the camera optical frame: unit normal pointing up, "
+                              "camera height h > 0 m, floor points X satisfy n . X + h = 0; [] = off (set this or "
+                              "ground.extrinsic, not both)", True, any_type=True),
 }
 
 
@@ -103,6 +110,7 @@ class Settings:
     scale_from_points: str
     scale_fit_min_points: int
     prime_with_points: bool
+    ground_plane: tuple[float, float, float, float] | None  # (nx, ny, nz, h), camera optical frame
 
 
 def validate_settings(values: Mapping[str, Any]) -> Settings:
@@ -145,6 +153,7 @@ def validate_settings(values: Mapping[str, Any]) -> Settings:
         scale_from_points=choice(values, "scale_from_points", SCALE_FIT_MODES),
         scale_fit_min_points=num("scale_fit_min_points"),
         prime_with_points=bool(values["prime_with_points"]),
+        ground_plane=_ground_plane(values),
     )
 
 
@@ -174,3 +183,31 @@ def _sparse_extrinsic(values: Mapping[str, Any]) -> tuple[str, RigidTransform | 
         return frame_id, parse_extrinsic([float(v) for v in text])
     except ValueError as err:
         raise ValueError(f"parameter sparse.extrinsic: {err}") from None
+
+
+def _ground_plane(values: Mapping[str, Any]) -> tuple[float, float, float, float] | None:
+    """Read the floor plane from ground.extrinsic or ground.plane (None when both are empty).
+
+    Both set is refused rather than one silently winning: they may disagree, and the user should
+    know which one the node uses.
+    """
+    extrinsic = str(values["ground.extrinsic"]).replace(",", " ").split()
+    plane = values["ground.plane"]
+    plane = [] if plane is None else plane  # a params file's `[]` arrives as "not set"
+    if isinstance(plane, str) or not hasattr(plane, "__len__"):
+        raise ValueError(f"parameter ground.plane must be [] or 4 numbers [nx, ny, nz, h], got {plane!r}")
+    if extrinsic and len(plane):
+        raise ValueError("parameters ground.extrinsic and ground.plane are both set: give one of them "
+                         "(ground.extrinsic is turned into the plane)")
+    try:
+        if extrinsic:
+            # strict: a non-unit quaternion typed by hand is a typo more often than a scale to divide out
+            found = ground_plane_from_pose(parse_extrinsic([float(v) for v in extrinsic], strict=True))
+        elif len(plane):
+            found = check_ground_plane(list(plane))
+        else:
+            return None
+    except ValueError as err:
+        raise ValueError(f"parameter {'ground.extrinsic' if extrinsic else 'ground.plane'}: {err}") from None
+    nx, ny, nz, h = (float(v) for v in found)
+    return nx, ny, nz, h

@@ -34,6 +34,9 @@ class Param:
         runtime: changeable while the node runs; False = read-only (shapes the model, the
             subscriptions or the QoS, so a change needs a restart).
         low, high: closed numeric range (both or neither), also published in the descriptor.
+        any_type: declared with dynamic typing. For a list whose default is empty: rclpy would
+            type [] as a byte array and refuse doubles, and a params file's `[]` arrives as "not
+            set"; the node's own validation checks the value instead.
     """
 
     default: Any
@@ -41,6 +44,7 @@ class Param:
     runtime: bool = False
     low: float | None = None
     high: float | None = None
+    any_type: bool = False
 
     @property
     def is_int(self) -> bool:

@@ -45,7 +45,8 @@ def reliable_qos(depth: int = 2) -> QoSProfile:
 
 def descriptor(spec: Param) -> ParameterDescriptor:
     """Describe a table entry: description, read_only and its numeric range."""
-    desc = ParameterDescriptor(description=spec.description, read_only=not spec.runtime)
+    desc = ParameterDescriptor(description=spec.description, read_only=not spec.runtime,
+                               dynamic_typing=spec.any_type)
     if spec.low is not None and spec.high is not None:
         if spec.is_int:
             desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=0)]

@@ -18,13 +18,17 @@ from fusanet_core.evaluation.metrics import timing_summary
 
 # Bad input: counted per kind, logged (throttled) and reported; the node goes on.
 BAD_INPUT_KINDS = ("bad_image", "too_large", "too_small", "stamp_zero", "stamp_backwards", "bad_camera_info",
-                   "bad_sparse", "sparse_wrong_frame", "inference_errors")
+                   "bad_sparse", "sparse_wrong_frame", "bad_pose", "inference_errors")
 # Reported from the start (0 until something happens) so monitors see every key.
 COUNTERS = ("frames_in", "frames_out", "dropped", "skipped_no_subscribers", *BAD_INPUT_KINDS,
             "frames_without_camera_info", "waiting_camera_info", "frames_rectified", "sparse_in", "sparse_points_used",
-            "sparse_points_rejected", "sparse_stale", "scale_fit_applied", "scale_fit_rejected")
+            "sparse_points_rejected", "sparse_all_rejected", "sparse_stale", "poses_in", "pose_stale",
+            "sparse_no_pose", "sparse_posed", "scale_fit_applied", "scale_fit_rejected", "ground_fit_applied",
+            "ground_fallback")
 # The last scale_from_points fit, reported under these keys ("" until a fit was tried).
 SCALE_FIT_KEYS = ("mode", "applied", "scale", "shift", "inliers", "reason")
+# The last floor-plane fit (ground.plane / ground.extrinsic), likewise ("" while no plane is set).
+GROUND_FIT_KEYS = ("applied", "scale", "floor_pixels", "floor_share", "reason")
 ERROR_AFTER_FAILURES = 3  # consecutive inference failures that make the status ERROR
 STALE_PERIODS = 3  # periods of expected_rate without an image that make the status STALE
 STALE_WITHOUT_RATE = 5.0  # s without an image before STALE when no expected_rate is set
@@ -96,6 +100,7 @@ class NodeStats:
         self._last_bad_total = 0
         self._first_input: float | None = None
         self.last_fit: dict[str, Any] = dict.fromkeys(SCALE_FIT_KEYS, "")
+        self.last_ground: dict[str, Any] = dict.fromkeys(GROUND_FIT_KEYS, "")
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -133,6 +138,21 @@ class NodeStats:
                              "shift": float(fit["shift"]), "inliers": f"{fit['inliers']}/{fit['points']}",
                              "reason": fit["reason"]}
 
+    def ground_fit(self, fit: dict[str, Any] | None) -> None:
+        """Count a floor-plane fit (a `GroundFit.as_dict()`) as applied or fallen back, and keep it.
+
+        None: no plane is set; the last fit is forgotten, so that a plane switched off at runtime
+        leaves no warning behind.
+        """
+        with self._lock:
+            if fit is None:
+                self.last_ground = dict.fromkeys(GROUND_FIT_KEYS, "")
+                return
+            self.counters["ground_fit_applied" if fit["applied"] else "ground_fallback"] += 1
+            self.last_ground = {"applied": bool(fit["applied"]), "scale": float(fit["scale"]),
+                                "floor_pixels": int(fit["floor_pixels"]), "floor_share": float(fit["floor_share"]),
+                                "reason": str(fit["reason"])}
+
     def timing(self, latency: float, model: float, overhead: float, overhead_cpu: float) -> None:
         """Seconds of one served frame: receive -> publish, predict, everything else (wall, CPU)."""
         with self._lock:
@@ -168,8 +188,9 @@ class NodeStats:
                 stats = timing_summary(np.asarray(timing, dtype=np.float64) * 1000.0)
                 values[f"{name}_p50_ms"], values[f"{name}_p95_ms"] = stats["p50"], stats["p95"]
             fit = {f"last_scale_fit_{key}": value for key, value in self.last_fit.items()}
+            ground = {f"last_ground_fit_{key}": value for key, value in self.last_ground.items()}
             last = {"last_bad_input": self.last_bad, "last_inference_error": self.last_failure}
-            return {**counts, **values, **fit, **last}
+            return {**counts, **values, **fit, **ground, **last}
 
 
 def rate_window(expected_rate: float) -> float:
@@ -182,7 +203,9 @@ def assess(snap: dict[str, Any], expected_rate: float) -> tuple[str, str]:
 
     ERROR: ERROR_AFTER_FAILURES inference failures in a row. STALE: no image yet, or none for
     STALE_PERIODS periods of `expected_rate` (STALE_WITHOUT_RATE s without one). WARN: the output
-    rate below half of `expected_rate` while subscribed, or bad input since the last report.
+    rate below half of `expected_rate` while subscribed, bad input since the last report, or a
+    floor plane that the latest frame could not use (its depth has the network's scale, not the
+    floor's).
     """
     failures = snap["consecutive_inference_errors"]
     if failures >= ERROR_AFTER_FAILURES:
@@ -200,4 +223,6 @@ def assess(snap: dict[str, Any], expected_rate: float) -> tuple[str, str]:
         return "WARN", f"output {snap['output_rate_hz']:.1f} Hz, expected {expected_rate:g} Hz"
     if snap["bad_inputs_in_period"]:
         return "WARN", f"{snap['bad_inputs_in_period']} bad input(s) in the last period; last: {snap['last_bad_input']}"
+    if snap.get("last_ground_fit_applied") is False:
+        return "WARN", f"floor plane not used on the latest frame: {snap['last_ground_fit_reason']}"
     return "OK", f"{snap['output_rate_hz']:.1f} Hz out, latency p50 {snap['latency_p50_ms']:.0f} ms"

@@ -9,7 +9,7 @@ import torch
 from fusanet_core.errors import ConversionError
 from fusanet_core.geometry import (as_intrinsics, back_project, back_project_points, check_intrinsics,
                                    intrinsics_tuple, parse_extrinsic, project, project_points, RigidTransform,
-                                   scale_intrinsics, scale_pixel, scale_points)
+                                   scale_intrinsics, scale_pixel, scale_points, UNIT_TOLERANCE)
 
 K = (525.0, 520.0, 319.5, 239.5)
 
@@ -92,3 +92,13 @@ def test_rigid_transforms_round_trip_and_reject_bad_values() -> None:
         parse_extrinsic([0, 0, 0, 0, 0, 0, 0])
     with pytest.raises(ValueError, match="not a rotation"):
         parse_extrinsic([2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0])
+
+
+def test_strict_quaternions_must_be_unit_and_lenient_ones_are_normalised() -> None:
+    assert parse_extrinsic([0, 0, 0, 0, 0, 0, 2]).is_identity()  # the lenient default (sparse.extrinsic)
+    assert parse_extrinsic([0, 0, 0, 0, 0, 0, 1 + 0.5 * UNIT_TOLERANCE], strict=True).is_identity()
+    for q in ([0, 0, 0, 2], [0, 0, 0, 1 + 2 * UNIT_TOLERANCE], [0.5, 0.5, 0.5, 0.4]):
+        with pytest.raises(ValueError, match="unit length"):
+            RigidTransform.from_quaternion([0, 0, 0], q, strict=True)
+    with pytest.raises(ValueError, match="non-zero quaternion"):  # NaN: the same message with or without strict
+        RigidTransform.from_quaternion([0, 0, 0], [np.nan, 0, 0, 1], strict=True)

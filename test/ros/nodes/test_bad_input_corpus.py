@@ -29,6 +29,7 @@ import pytest
 pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402, I100 (after importorskip)
+from geometry_msgs.msg import PoseStamped  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
@@ -96,7 +97,8 @@ class Harness:
         self.pub = {"image": p.publisher(Image, TOPICS["image"]),
                     "compressed": p.publisher(CompressedImage, COMPRESSED),
                     "info": p.publisher(CameraInfo, TOPICS["info"]),
-                    "sparse": p.publisher(PointCloud2, TOPICS["sparse"])}
+                    "sparse": p.publisher(PointCloud2, TOPICS["sparse"]),
+                    "pose": p.publisher(PoseStamped, f"/{NAMESPACES['raw']}/camera_pose")}  # the launch default
         self.out = {(kind, topic): p.record(msg_type, f"/{ns}/{topic}")
                     for kind, ns in NAMESPACES.items()
                     for topic, msg_type in (("depth/image", Image), ("depth/camera_info", CameraInfo))}
@@ -124,9 +126,12 @@ class Harness:
         return msg
 
     def publish(self, kind: str, image: Any = None, info: Any = "default", sparse: Any = None,
-                header: Header | None = None, sparse_frame: str | None = None) -> Header:
-        """camera_info and sparse points first (as a driver would), then the image; returns its header."""
+                header: Header | None = None, sparse_frame: str | None = None, pose: Any = None) -> Header:
+        """camera_info, sparse points and camera pose first (as a driver would), then the image; returns its header."""
         header = header or self.header()
+        if pose is not None:
+            pose.header = Header(stamp=header.stamp, frame_id="map")
+            self.pub["pose"].publish(pose)
         if info is not None:
             info = conv.make_camera_info(K, W, H) if isinstance(info, str) else info
             info.header = header
@@ -324,6 +329,7 @@ class Case:
     sparse: Callable[[Harness], PointCloud2] | None = None
     sparse_frame: str | None = None
     header: Callable[[Harness], Header] | None = None
+    pose: Callable[[Harness], PoseStamped] | None = None  # a camera_pose (raw node only)
     counts: dict[str, int] = field(default_factory=dict)
     served: bool = False  # the bad input's own frame gives depth (e.g. a bad camera_info, a bad stamp)
     served_info: bool = False  # ... and a depth/camera_info
@@ -337,6 +343,16 @@ def _backwards(h: Harness) -> Header:
     header = h.header()
     header.stamp.sec -= 5
     return header
+
+
+def _pose(*quaternion: float) -> Callable[[Harness], PoseStamped]:
+    def build(_: Harness) -> PoseStamped:
+        msg = PoseStamped()
+        msg.pose.position.z = 1.0
+        q = msg.pose.orientation
+        q.x, q.y, q.z, q.w = quaternion
+        return msg
+    return build
 
 
 _bad = {"bad_image": 1}
@@ -412,6 +428,11 @@ CASES = [
          served_info=True),
     Case("sparse point_step 20, data of 16", sparse=_cloud(point_step=20, keep_data=True), counts={"bad_sparse": 1},
          served=True, served_info=True),
+    # camera poses: refused (never normalised into use); the frame is served without them
+    Case("camera_pose quaternion NaN", pose=_pose(float("nan"), 0.0, 0.0, 1.0), counts={"bad_pose": 1}, served=True,
+         served_info=True),
+    Case("camera_pose quaternion of length 2", pose=_pose(0.0, 0.0, 0.0, 2.0), counts={"bad_pose": 1}, served=True,
+         served_info=True),
     # stamps: counted, and the frame is still served
     Case("stamp 0", header=lambda h: Header(frame_id=FRAME), counts={"stamp_zero": 1}, served=True, served_info=True),
     Case("stamp backwards", header=_backwards, counts={"stamp_backwards": 1}, served=True, served_info=True),
@@ -440,7 +461,7 @@ def test_bad_input_is_counted_and_the_next_good_frame_is_served(h: Harness, case
         h.rss[kind].append((f"before {case.name}", _rss(h.pids[kind])))
     image = case.image(h) if case.image else h.good_image() if kind == "raw" else h.good_compressed()
     bad = h.publish(kind, image, case.info(h) if case.info else "default", case.sparse(h) if case.sparse else None,
-                    case.header(h) if case.header else None, case.sparse_frame)
+                    case.header(h) if case.header else None, case.sparse_frame, case.pose(h) if case.pose else None)
     if case.served:
         h.wait_for(kind, bad, ("depth/image", "depth/camera_info") if case.served_info else ("depth/image",))
     else:

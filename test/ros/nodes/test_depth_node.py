@@ -1,8 +1,9 @@
 """The depth node over real DDS between processes.
 
-Outputs, runtime parameters, bad input, priming, ROS conventions (camera-pair topics, REP 117,
-rectification, QoS overrides, diagnostics), clean shutdown. Two node processes (tiny untrained
-model) serve the whole module; the tests run in file order and the last one shuts them down.
+Outputs, runtime parameters, bad input, priming, known geometry (map points placed by camera_pose,
+the floor plane), ROS conventions (camera-pair topics, REP 117, rectification, QoS overrides,
+diagnostics), clean shutdown. Two node processes (tiny untrained model) serve the whole module;
+the tests run in file order and the last one shuts them down.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ pytest.importorskip("rclpy")
 
 # E402, I100: the ROS imports must follow pytest.importorskip, which skips this module without rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402, I100
+from geometry_msgs.msg import PoseStamped  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
+from fusanet_core.geometry import parse_extrinsic, RigidTransform  # noqa: E402
 from fusanet_ros.nodes import conversions as conv  # noqa: E402
 from fusanet_ros.startup.dds import dds_env, pick_domain_id, shm_files  # noqa: E402
 from fusanet_ros.startup.launch_description import depth_nodes  # noqa: E402
@@ -37,6 +40,7 @@ K = (520.9, 521.0, 325.1, 249.7)  # sample/tum_rgbd/manifest.csv, frames 00 and 
 NODE = "/test_ns/depth_node"
 STATUS_NAME = "test_ns/depth_node: depth inference"  # diagnostic_updater style: no leading "/"
 TOPICS = {"image": "/cam/color/image_raw", "info": "/cam/color/camera_info", "sparse": "/cam/sparse_points"}
+POSE_TOPIC = "/test_ns/camera_pose"  # the launch default: camera_pose in the node's namespace
 # Output key -> topic under the node's namespace: camera pairs <ns>/image + <ns>/camera_info (REP 118).
 OUTPUTS = {"depth": "depth/image", "confidence": "confidence/image", "depth/camera_info": "depth/camera_info",
            "confidence/camera_info": "confidence/camera_info", "points": "points"}
@@ -71,6 +75,7 @@ class Harness:
         self.pub_compressed = p.publisher(CompressedImage, TOPICS["image"] + "/compressed")
         self.pub_info = p.publisher(CameraInfo, TOPICS["info"])
         self.pub_sparse = p.publisher(PointCloud2, TOPICS["sparse"])
+        self.pub_pose = p.publisher(PoseStamped, POSE_TOPIC)
         types = {"depth": Image, "confidence": Image, "depth/camera_info": CameraInfo,
                  "confidence/camera_info": CameraInfo, "points": PointCloud2}
         self.out = {name: p.record(types[name], f"/test_ns/{topic}") for name, topic in OUTPUTS.items()}
@@ -85,7 +90,8 @@ class Harness:
         # Graph-level counts come before endpoint matching: wait until the camera_info and image
         # writers reach both nodes' readers (a frame without its camera_info has no intrinsics, so
         # no camera_info or cloud out) and the node's outputs reach the probe. Flaky in CI without.
-        inputs = ((self.pub_info, 2), (self.pub_image, 1), (self.pub_compressed, 1))
+        inputs = ((self.pub_info, 2), (self.pub_image, 1), (self.pub_compressed, 1), (self.pub_sparse, 2),
+                  (self.pub_pose, 1))
         if not (p.spin_until(lambda: all(pub.get_subscription_count() >= n for pub, n in inputs), TIMEOUT)
                 and p.wait_until_recorders_matched(TIMEOUT)):
             self.close()
@@ -142,6 +148,23 @@ class Harness:
         self.pub_image.publish(image)
         return self.wait_for(header, wait)
 
+    def send_pose(self, pose: RigidTransform, header: Header, frame_id: str = "map", dt: float = 0.0,
+                  quaternion: Any = None) -> None:
+        """Publish the camera's pose in `frame_id`, stamped `dt` s after `header` (quaternion: as given)."""
+        values = pose.as_list()
+        msg = PoseStamped()
+        msg.header = _shifted(header, dt, frame_id)
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = values[:3]
+        q = msg.pose.orientation
+        q.x, q.y, q.z, q.w = values[3:] if quaternion is None else quaternion
+        self.pub_pose.publish(msg)
+
+    def send_map_cloud(self, xyz: np.ndarray, header: Header, frame_id: str = "map", dt: float = -30.0) -> None:
+        """Publish a cloud in `frame_id`, stamped `dt` s from `header` (a map republished long ago)."""
+        cloud = conv.points_to_cloud(xyz)
+        cloud.header = _shifted(header, dt, frame_id)
+        self.pub_sparse.publish(cloud)
+
     def wait_for(self, header: Header, topics: tuple[str, ...]) -> dict[str, Any]:
         stamp = conv.stamp_ns(header)
 
@@ -194,6 +217,14 @@ def h(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Harnes
     harness.warm_up()
     yield harness
     harness.close()
+
+
+def _shifted(header: Header, dt: float, frame_id: str) -> Header:
+    """Return a header in `frame_id` stamped `dt` s after `header`."""
+    ns = conv.stamp_ns(header) + int(round(dt * 1e9))
+    out = Header(frame_id=frame_id)
+    out.stamp.sec, out.stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+    return out
 
 
 def _backproject(depth: np.ndarray, info: CameraInfo) -> np.ndarray:
@@ -492,6 +523,141 @@ def test_scale_from_points_falls_back_on_too_few_points_and_fits_otherwise(h: Ha
         assert np.median(z / at_points) == pytest.approx(1.0, abs=0.05)
     finally:
         h.set(scale_from_points="scale_local", scale_fit_min_points=8)
+
+
+# ------------------------------------------------------------------------------- known geometry
+# The camera's pose in the map (p_map = R p_camera + t): turned about all three axes, and moved.
+MAP_POSE = parse_extrinsic([1.2, -0.7, 0.4, 0.3, -0.5, 0.6, 0.5477225575051661])
+
+
+def _plane_points(n: int = 60, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Return pixels (u, v) and their camera-frame points on a tilted wall 1.9-3.5 m away.
+
+    The plane 0.3 X + 0.25 Y + Z = 2.5 m: a scene a depth map can follow, and far from the
+    untrained network's flat output, so the depth matches the points only where they are used.
+    """
+    rng = np.random.default_rng(seed)
+    uv = np.stack([rng.uniform(20, 620, n), rng.uniform(20, 460, n)], axis=1)
+    fx, fy, cx, cy = K
+    xn, yn = (uv[:, 0] - cx) / fx, (uv[:, 1] - cy) / fy
+    z = 2.5 / (1 + 0.3 * xn + 0.25 * yn)
+    return uv, np.stack([xn * z, yn * z, z], axis=1)
+
+
+def _relative_errors(depth: np.ndarray, uv: np.ndarray, z: np.ndarray) -> np.ndarray:
+    at = depth[np.round(uv[:, 1]).astype(int), np.round(uv[:, 0]).astype(int)]
+    return np.abs(at - z) / z
+
+
+def test_map_points_placed_by_camera_pose_give_depth_within_5_percent_at_the_points(h: Harness) -> None:
+    """A SLAM-style map cloud (frame map, stamped 30 s ago) and the camera's pose in the map.
+
+    With scale_from_points at its default (scale_local) the depth at the points' pixels is within
+    5 % of their depth in the camera; with a pose 0.4 m off along the optical axis it is not.
+    """
+    image = conv.rgb_to_image(h.rgb[1], "rgb8")
+    uv, camera = _plane_points()
+    before = h.counters()
+    header = h.header()
+    h.send_pose(MAP_POSE, header, dt=0.1)  # the nearest pose, 0.1 s after the image
+    h.send_pose(RigidTransform.identity(), header, dt=-0.45)  # an older one, further away
+    h.send_map_cloud(MAP_POSE.apply(camera), header)
+    depth = conv.image_to_depth(h.send(image, header=header)["depth"])
+    after = h.counters(after=time.monotonic())
+    rel = _relative_errors(depth, uv, camera[:, 2])
+    assert np.median(rel) < 0.05 and np.percentile(rel, 90) < 0.05, (np.median(rel), np.percentile(rel, 90))
+    assert int(after["sparse_posed"]) == int(before["sparse_posed"]) + 1
+    assert int(after["sparse_points_used"]) == int(before["sparse_points_used"]) + len(camera)
+    assert after["sparse_stale"] == before["sparse_stale"]  # the map's old stamp does not matter
+    assert after["last_scale_fit_mode"] == "scale_local" and after["last_scale_fit_applied"] == "True"
+    # The same map with the camera placed 0.4 m too far forward: the points land at other depths.
+    wrong = RigidTransform.from_quaternion(MAP_POSE.translation + MAP_POSE.rotation @ [0.0, 0.0, 0.4],
+                                           MAP_POSE.as_list()[3:])
+    header = h.header()
+    h.send_pose(wrong, header)
+    depth = conv.image_to_depth(h.send(image, header=header)["depth"])
+    assert np.median(_relative_errors(depth, uv, camera[:, 2])) > 0.1
+    h.send(image, sparse=conv.points_to_cloud(np.zeros((0, 3))))  # forget the map: later frames go without it
+
+
+def test_broken_camera_poses_are_counted_and_depth_keeps_flowing(h: Harness) -> None:
+    image = conv.rgb_to_image(h.rgb[1], "rgb8")
+    before = int(h.counters()["bad_pose"])
+    for quaternion in ((float("nan"), 0.0, 0.0, 1.0), (0.0, 0.0, 0.0, 2.0)):  # NaN; length 2
+        header = h.header()
+        h.send_pose(MAP_POSE, header, quaternion=quaternion)
+        assert h.send(image, header=header)["depth"].width == 640
+    h.wait_count("bad_pose", before + 2)
+    assert "unit length, got length 2" in h.counters()["last_bad_input"]
+    assert "bad pose" in h.logs()
+
+
+def test_a_map_cloud_without_a_fresh_pose_or_in_view_leaves_the_frame_without_points(h: Harness) -> None:
+    image = conv.rgb_to_image(h.rgb[1], "rgb8")
+    uv, camera = _plane_points(20)
+    cases = [  # (what, pose stamp offset s, pose frame, cloud frame, camera-frame points) -> counters moved
+        ("stale pose", -1.0, "map", "map", camera, {"pose_stale": 1, "sparse_no_pose": 1}),
+        ("pose of another frame", 0.0, "odom", "slam_map", camera, {"sparse_wrong_frame": 1}),
+        ("all behind the camera", 0.0, "map", "map", camera * [1.0, 1.0, -1.0],
+         {"sparse_all_rejected": 1, "sparse_points_rejected": len(camera)}),
+    ]
+    keys = ("pose_stale", "sparse_no_pose", "sparse_wrong_frame", "sparse_all_rejected", "sparse_points_rejected",
+            "sparse_posed", "sparse_points_used")
+    for what, dt, pose_frame, cloud_frame, points, moved in cases:
+        before = h.counters(after=time.monotonic())
+        header = h.header()
+        h.send_pose(MAP_POSE, header, pose_frame, dt)
+        # A cloud of an unknown frame is judged by its own stamp first: this one is fresh.
+        h.send_map_cloud(MAP_POSE.apply(points), header, cloud_frame, dt=0.0 if cloud_frame != "map" else -30.0)
+        assert h.send(image, header=header)["depth"].width == 640, what
+        after = h.counters(after=time.monotonic())
+        changes = {key: int(after[key]) - int(before[key]) for key in keys}
+        assert changes == {key: moved.get(key, 0) for key in keys}, (what, changes)
+        if what == "pose of another frame":
+            assert "camera_pose arrived in" in after["last_bad_input"] and "'odom'" in after["last_bad_input"]
+    h.send(image, sparse=conv.points_to_cloud(np.zeros((0, 3))))
+    assert "depth_node" in h.runner.running()
+
+
+def test_bad_floor_planes_are_refused_and_a_floor_out_of_view_is_reported(h: Harness) -> None:
+    for values, reason in [({"ground.plane": [0.0, -1.0, 0.0, 0.0]}, "height h must be > 0"),
+                           ({"ground.plane": [0.0, -1.0, 0.0, -0.4]}, "height h must be > 0"),
+                           ({"ground.plane": [0.0, -2.0, 0.0, 0.5]}, "unit vector"),
+                           ({"ground.extrinsic": "0 0 0.5 0 0 0 2"}, "unit length")]:
+        [result] = h.probe.set_parameters(NODE, values)
+        assert not result.successful and reason in result.reason and "ground." in result.reason, result.reason
+    image = conv.rgb_to_image(h.rgb[1], "rgb8")
+    assert h.counters(after=time.monotonic())["ground_plane"] == ""  # nothing was applied
+    h.set(ground__extrinsic="0 0 0.5 0.5 -0.5 0.5 -0.5")  # a level camera 0.5 m up: valid alone ...
+    try:
+        [both] = h.probe.set_parameters(NODE, {"ground.plane": [0.0, -1.0, 0.0, 0.5]})  # ... not with a plane
+        assert not both.successful and "both set" in both.reason
+        plane = [float(v) for v in h.counters(after=time.monotonic())["ground_plane"].split()]
+        np.testing.assert_allclose(plane, [0.0, -1.0, 0.0, 0.5], atol=1e-4)  # the design notes' level camera
+    finally:
+        h.set(ground__extrinsic="")
+    # A camera 0.5 m up, pitched 40 deg up: every pixel's ray points above the horizon (the image's
+    # half field of view is 25 deg), so no fit can use the floor on any frame.
+    a = math.radians(40)
+    h.set(ground__plane=[0.0, -math.cos(a), math.sin(a), 0.5])
+    try:
+        before = h.counters()
+        for _ in range(2):
+            assert h.send(image)["depth"].width == 640
+        status = h.status(after=time.monotonic())
+        after = {kv.key: kv.value for kv in status.values}
+        assert int(after["ground_fallback"]) - int(before["ground_fallback"]) == 2
+        assert after["ground_fit_applied"] == before["ground_fit_applied"]
+        assert after["last_ground_fit_applied"] == "False" and after["last_ground_fit_reason"]
+        assert {"last_ground_fit_scale", "last_ground_fit_floor_pixels", "last_ground_fit_floor_share"} <= set(after)
+        assert after["ground_plane"].endswith(" 0.5000")
+        assert status.level == DiagnosticStatus.WARN and "floor plane not used" in status.message, status.message
+        assert "floor plane not used on this frame" in h.logs()
+    finally:
+        h.set(ground__plane=[])
+    h.send(image)
+    status = h.status(after=time.monotonic())
+    assert status.level == DiagnosticStatus.OK, status.message
 
 
 def test_parameters_carry_ranges_and_reject_bad_values_with_their_own_text(h: Harness) -> None:

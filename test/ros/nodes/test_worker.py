@@ -36,6 +36,10 @@ def _snap(**change: object) -> dict:
      "3 inference failures in a row; last: RuntimeError: oom"),
     ({"consecutive_inference_errors": ERROR_AFTER_FAILURES - 1}, 10.0, "OK", "Hz out"),
     ({"consecutive_inference_errors": 5, "seconds_since_input": 9.0}, 10.0, "ERROR", "failures"),  # ERROR beats STALE
+    ({"last_ground_fit_applied": False, "last_ground_fit_reason": "no floor visible"}, 0.0, "WARN",
+     "floor plane not used on the latest frame: no floor visible"),
+    ({"last_ground_fit_applied": True, "last_ground_fit_reason": "ok"}, 0.0, "OK", "Hz out"),
+    ({"last_ground_fit_applied": "", "last_ground_fit_reason": ""}, 0.0, "OK", "Hz out"),  # no plane set
 ])
 def test_diagnostic_level(change: dict, expected_rate: float, level: str, text: str) -> None:
     got_level, message = assess(_snap(**change), expected_rate)
@@ -96,3 +100,22 @@ def test_scale_fits_are_counted_and_the_last_one_reported() -> None:
     assert snap["last_scale_fit_applied"] is False and snap["last_scale_fit_inliers"] == "0/3"
     assert snap["last_scale_fit_reason"] == "too few points (3 < 8)" and snap["last_scale_fit_mode"] == "scale"
     assert snap["bad_inputs_in_period"] == 0  # a fallback is not bad input
+
+
+def test_ground_fits_are_counted_and_the_last_one_reported_until_the_plane_is_switched_off() -> None:
+    stats = NodeStats()
+    snap = stats.snapshot(2.0)
+    assert snap["ground_fit_applied"] == snap["ground_fallback"] == 0 and snap["last_ground_fit_applied"] == ""
+    stats.ground_fit({"applied": True, "scale": 1.2, "floor_pixels": 5000, "floor_share": 0.6, "reason": "ok"})
+    stats.ground_fit({"applied": False, "scale": 1.0, "floor_pixels": 3, "floor_share": 0.001,
+                      "reason": "no floor visible"})
+    snap = stats.snapshot(2.0)
+    assert snap["ground_fit_applied"] == 1 and snap["ground_fallback"] == 1
+    assert snap["last_ground_fit_applied"] is False and snap["last_ground_fit_reason"] == "no floor visible"
+    assert snap["last_ground_fit_floor_pixels"] == 3 and snap["last_ground_fit_floor_share"] == 0.001
+    assert snap["bad_inputs_in_period"] == 0  # a fallback is not bad input
+    assert assess({**snap, "seconds_since_input": 0.0, "latency_p50_ms": 1.0}, 0.0)[0] == "WARN"
+    stats.ground_fit(None)  # the plane was switched off: nothing left to warn about
+    snap = stats.snapshot(2.0)
+    assert snap["last_ground_fit_applied"] == "" and snap["ground_fallback"] == 1
+    assert assess({**snap, "seconds_since_input": 0.0, "latency_p50_ms": 1.0}, 0.0)[0] == "OK"

@@ -361,7 +361,11 @@ def test_scale_fit_parameters_are_runtime_with_descriptors() -> None:
 @pytest.mark.parametrize("override,match", [("max_depth:=-1.0", "max_depth"), ("max_depth:=abc", "max_depth"),
                                             ("checkpoint:=/no/such.pt", "not found"),
                                             ("qos.reliability:=reliable",
-                                             "qos.reliability was removed.*qos_overrides")])
+                                             "qos.reliability was removed.*qos_overrides"),
+                                            ("ground.plane:=[0.0, -1.0, 0.0, -0.5]",
+                                             r"parameter ground\.plane: .*height h must be > 0"),
+                                            ("ground.extrinsic:=0 0 0.5 0 0 0 2",
+                                             r"parameter ground\.extrinsic: .*unit length, got length 2")])
 def test_node_exits_with_one_line_on_bad_parameters(override: str, match: str, tmp_path: Path) -> None:
     env = dds_mod.dds_env(dds_mod.pick_domain_id())
     cmd = [sys.executable, "-m", "fusanet_ros.nodes.depth_node", "--ros-args", "-p", override]
