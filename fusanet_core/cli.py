@@ -39,6 +39,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="network input size")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                    help="torch (eager) | onnxruntime (the exported graph, built and cached on first use)")
+    floor = p.add_mutually_exclusive_group()
+    floor.add_argument("--ground-plane", nargs=4, type=float, metavar=("NX", "NY", "NZ", "H"),
+                       help="the floor in the camera optical frame (unit normal up, camera height H m): metric "
+                            "scale from the floor; needs --intrinsics")
+    floor.add_argument("--ground-extrinsic", nargs=7, type=float, metavar=("TX", "TY", "TZ", "QX", "QY", "QZ", "QW"),
+                       help="or the camera optical frame's pose over the floor (base_footprint -> optical frame)")
     p.set_defaults(run=run_predict)
 
     _add_train(sub)
@@ -52,14 +58,19 @@ def run_predict(args: argparse.Namespace) -> int:
     from .io.images import list_images, read_rgb, write_confidence_png, write_depth_png, write_rgb
     from .inference.predictor import Predictor
 
+    ground = _ground_plane(args)
     images = list_images(args.inputs)
     predictor = Predictor.from_checkpoint(args.checkpoint, args.device, args.fp16 or None, args.input_size,
                                           backend=args.backend)
     out = Path(args.out)
     for path in images:
         rgb = read_rgb(path)
-        result = predictor.predict(rgb, args.intrinsics)
+        result = predictor.predict(rgb, args.intrinsics, ground=ground)
         depth = result["depth"]
+        if ground is not None:
+            fit = result["ground_fit"]
+            used = f"scale {fit['scale']:.3f} on {fit['floor_share']:.0%} of the image" if fit["applied"] else None
+            print(f"{path.name}: floor {used or 'not used (' + fit['reason'] + '): the network scale'}")
         write_depth_png(out / f"{path.stem}_depth.png", depth)
         write_confidence_png(out / f"{path.stem}_confidence.png", result["confidence"])
         from .io.preview import depth_preview  # image | coloured depth | colour bar in metres
@@ -68,6 +79,19 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"{path.name}: depth {np.median(depth):.2f} m median ({depth.min():.2f}-{depth.max():.2f} m), "
               f"confidence {result['confidence'].mean():.2f} mean -> {out}/{path.stem}_*.png")
     return 0
+
+
+def _ground_plane(args: argparse.Namespace) -> np.ndarray | None:
+    """Return the floor plane of --ground-plane / --ground-extrinsic, checked (ValueError names the problem)."""
+    from .geometry import check_ground_plane, ground_plane_from_pose, parse_extrinsic
+
+    if args.ground_plane is None and args.ground_extrinsic is None:
+        return None
+    if args.intrinsics is None:
+        raise ValueError("--ground-plane / --ground-extrinsic need --intrinsics (the floor is projected with them)")
+    if args.ground_extrinsic is not None:
+        return ground_plane_from_pose(parse_extrinsic(args.ground_extrinsic, strict=True))
+    return check_ground_plane(args.ground_plane)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
