@@ -10,15 +10,16 @@ Modes:
         both the point noise (SLAM, LiDAR: a few % of the depth) and the network's error are
         relative: in log, a point at 2x and one at 0.5x are equally wrong and the spread is one
         number for near and far points.
-    scale_local: the scale fit, then a per-pixel correction that passes through the points: depth
+    scale_local: the scale fit, then a per-pixel correction that follows the points: depth
         completion's "residual interpolation". The points' log residuals r_i = log(z_i / (scale d_i))
-        are spread over the image twice and averaged in log (see `local_correction`): linearly on
-        their Delaunay triangulation (nearest outside the hull), and by a depth-guided
+        are spread over the image three ways and averaged in log (see `local_correction`):
+        linearly on their Delaunay triangulation (nearest outside the hull), by a depth-guided
         (bilateral) weighting, exp(-|x - p_i|^2 / 2 sigma^2 - (log d(x) - log d_i)^2 / 2 rho^2),
         so that a point corrects the surface it lies on and not the one behind a depth edge of
-        the prediction. The network keeps the structure (edges, planes), the points fix the depth
-        where they are. Measured on unseen sets with 20-200 SLAM-like points it beats both the
-        plain scale fit and interpolating the points without the network (BENCHMARKS.md).
+        the prediction, and by a smoothing thin-plate spline that averages the points' noise. The
+        network keeps the structure (edges, planes), the points fix the depth where they are.
+        Measured on unseen sets with 20-200 SLAM-like points it beats both the plain scale fit and
+        interpolating the points without the network (BENCHMARKS.md).
     scale_shift: affine in inverse depth, 1/z ~ (1/scale) * (1/d) + shift (shift in 1/m; shift 0
         is the scale mode). Monocular depth is only defined up to scale and shift in inverse depth
         (disparity: MiDaS, the stereo-like cue a single image carries), and far points, which carry
@@ -64,6 +65,8 @@ MODES = ("none", "scale", "scale_local", "scale_shift")
 LOCAL_GRID_ROWS = 60  # scale_local: the correction is computed on a grid of ~60 cells along the short side
 LOCAL_SPATIAL = 1.0  # scale_local: bilateral sigma = this x the points' mean spacing sqrt(H W / N)
 LOCAL_RANGE = 0.1  # scale_local: bilateral rho in log depth (a point weighs 1/e^2 at 22 % depth difference)
+LOCAL_SMOOTHING = 0.03  # scale_local: the thin-plate spline's lambda (log residuals, image-diagonal units)
+LOCAL_SPLINE_ANCHORS = 400  # scale_local: the spline's solve is cubic in its anchors: more are thinned evenly
 LOCAL_MAX_RESIDUAL = math.log(10.0)  # scale_local: a point > 10x off the global fit is an outlier, never an anchor
 LOCAL_MAX_ANCHORS = 2000  # scale_local: more anchors (a dense LiDAR) are thinned evenly: bounded time per frame
 LOCAL_CHUNK = 1 << 21  # scale_local: grid cells x points per chunk of the bilateral sums (16 MB float64)
@@ -147,14 +150,19 @@ class PointFit:
 def local_correction(anchors: np.ndarray, depth: np.ndarray) -> np.ndarray:
     """Return the HxW factor exp(r(x)) that takes `depth` through the anchors (u, v, log residual).
 
-    r is the mean of two interpolations of the residuals r_i: linear on the anchors' Delaunay
-    triangulation (nearest outside the hull; `interpolation.interpolate`), and the bilateral average
-    sum_i w_i(x) r_i / sum_i w_i(x), w_i = exp(-|x - p_i|^2 / (2 sigma^2) - (log d(x) - log d_i)^2
-    / (2 rho^2)), sigma = LOCAL_SPATIAL x sqrt(H W / N), rho = LOCAL_RANGE, d_i the prediction at
-    the anchor. Linear alone bleeds across depth edges between points, bilateral alone is flat
-    between sparse points; their mean was better than either in RMSE and delta1 (BENCHMARKS.md, the
-    bundled model's section: "The scale_local fit: which residual interpolation").
-    Both are computed at the cell centres of a grid of ~LOCAL_GRID_ROWS cells along the short side
+    r is the mean of three interpolations of the residuals r_i, each good where the others are not:
+    - linear on the anchors' Delaunay triangulation (nearest outside the hull;
+      `interpolation.interpolate`): local and exact at the anchors, but it bleeds across depth
+      edges between them and passes every point's noise on;
+    - the bilateral average sum_i w_i(x) r_i / sum_i w_i(x), w_i = exp(-|x - p_i|^2 / (2 sigma^2)
+      - (log d(x) - log d_i)^2 / (2 rho^2)), sigma = LOCAL_SPATIAL x sqrt(H W / N), rho =
+      LOCAL_RANGE, d_i the prediction at the anchor: a point corrects the surface it lies on,
+      not the one behind a depth edge of the prediction; flat between sparse points;
+    - a smoothing thin-plate spline (`_thin_plate`): a global, smooth surface with a linear trend
+      that averages the points' noise and outliers instead of passing through them.
+    Their mean beat each pair of them on the unseen sets at 50 and 200 points (BENCHMARKS.md
+    "Known geometry"); with 20 points the pair linear + bilateral was as good.
+    All are computed at the cell centres of a grid of ~LOCAL_GRID_ROWS cells along the short side
     (8 px cells at 640x480: the residual is smooth at that scale, the depth guide is the area mean
     there, and a 4 px grid scored the same at 4x the time) and resized bilinearly.
     Invalid (non-finite, <= 0) depth has no range term.
@@ -173,8 +181,45 @@ def local_correction(anchors: np.ndarray, depth: np.ndarray) -> np.ndarray:
     anchor_log = log_depth[_pixel_index(anchors[:, 1], h), _pixel_index(anchors[:, 0], w)].astype(np.float64)
     bilateral = _bilateral(anchors, anchor_log, grid_u.ravel(), grid_v.ravel(), guide.ravel(), guide_valid.ravel(),
                            LOCAL_SPATIAL * math.sqrt(h * w / len(anchors)))
-    field = 0.5 * (linear + bilateral.reshape(gh, gw))
+    spline = _thin_plate(anchors, xs, ys, math.hypot(h, w))
+    field = (linear + bilateral.reshape(gh, gw) + (linear if spline is None else spline)) / 3
     return np.exp(cv2.resize(field.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR))
+
+
+def _thin_plate(anchors: np.ndarray, xs: np.ndarray, ys: np.ndarray, diagonal: float) -> np.ndarray | None:
+    """Smoothing thin-plate spline of the anchors' residuals on the grid xs x ys; None for fewer than 3 anchors.
+
+    f(x) = a0 + a . x + sum_i c_i phi(|x - p_i|), phi(r) = r^2 log r, coordinates in image
+    diagonals (so LOCAL_SMOOTHING does not depend on the image size); (K + lambda I) c + P a = r,
+    P^T c = 0, lambda = LOCAL_SMOOTHING. More than LOCAL_SPLINE_ANCHORS anchors are thinned evenly
+    (the solve is cubic in them; a smooth surface needs no more). Returns (len(ys), len(xs)).
+    """
+    if len(anchors) < 3:
+        return None
+    if len(anchors) > LOCAL_SPLINE_ANCHORS:
+        anchors = anchors[np.round(np.linspace(0, len(anchors) - 1, LOCAL_SPLINE_ANCHORS)).astype(np.int64)]
+    points = anchors[:, :2] / diagonal
+    n = len(points)
+    trend = np.column_stack([np.ones(n), points])
+    system = np.zeros((n + 3, n + 3))
+    squared = ((points[:, None, :] - points[None, :, :]) ** 2).sum(-1)
+    system[:n, :n] = _spline_kernel(squared) + LOCAL_SMOOTHING * np.eye(n)
+    system[:n, n:], system[n:, :n] = trend, trend.T
+    rhs = np.concatenate([anchors[:, 2], np.zeros(3)])
+    try:
+        coef = np.linalg.solve(system, rhs)
+    except np.linalg.LinAlgError:  # collinear anchors: the trend is not determined, take the least-norm one
+        coef = np.linalg.lstsq(system, rhs, rcond=None)[0]
+    gx, gy = (xs / diagonal).astype(np.float32), (ys / diagonal).astype(np.float32)
+    across = (gx[:, None] - points[None, :, 0].astype(np.float32)) ** 2  # the grid's squared distances,
+    down = (gy[:, None] - points[None, :, 1].astype(np.float32)) ** 2  # one axis at a time
+    kernel = _spline_kernel(down[:, None, :] + across[None, :, :])
+    return kernel @ coef[:n].astype(np.float32) + coef[n] + gx[None, :] * coef[n + 1] + gy[:, None] * coef[n + 2]
+
+
+def _spline_kernel(squared: np.ndarray) -> np.ndarray:
+    """r^2 log r of squared distances r^2 (0 at r = 0), as 0.5 r^2 log r^2."""
+    return 0.5 * squared * np.log(np.maximum(squared, squared.dtype.type(1e-30)))
 
 
 def _pixel_index(coord: np.ndarray, size: int) -> np.ndarray:
