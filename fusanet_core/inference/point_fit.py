@@ -63,7 +63,8 @@ from . import interpolation
 
 MODES = ("none", "scale", "scale_local", "scale_shift")
 LOCAL_GRID_ROWS = 60  # scale_local: the correction is computed on a grid of ~60 cells along the short side
-LOCAL_SPATIAL = 1.0  # scale_local: bilateral sigma = this x the points' mean spacing sqrt(H W / N)
+LOCAL_SPATIAL = (0.5, 1.0)  # scale_local: bilateral sigma / the points' mean spacing sqrt(H W / N), even .. clustered
+CLUSTERED = (0.5, 0.9)  # scale_local: Clark-Evans ratios of fully clustered .. evenly spread points (`clustering`)
 LOCAL_RANGE = 0.1  # scale_local: bilateral rho in log depth (a point weighs 1/e^2 at 22 % depth difference)
 LOCAL_SMOOTHING = 0.03  # scale_local: the thin-plate spline's lambda (log residuals, image-diagonal units)
 LOCAL_SPLINE_ANCHORS = 400  # scale_local: the spline's solve is cubic in its anchors: more are thinned evenly
@@ -150,18 +151,21 @@ class PointFit:
 def local_correction(anchors: np.ndarray, depth: np.ndarray) -> np.ndarray:
     """Return the HxW factor exp(r(x)) that takes `depth` through the anchors (u, v, log residual).
 
-    r is the mean of three interpolations of the residuals r_i, each good where the others are not:
+    r mixes three interpolations of the residuals r_i, each good where the others are not:
     - linear on the anchors' Delaunay triangulation (nearest outside the hull;
       `interpolation.interpolate`): local and exact at the anchors, but it bleeds across depth
       edges between them and passes every point's noise on;
     - the bilateral average sum_i w_i(x) r_i / sum_i w_i(x), w_i = exp(-|x - p_i|^2 / (2 sigma^2)
-      - (log d(x) - log d_i)^2 / (2 rho^2)), sigma = LOCAL_SPATIAL x sqrt(H W / N), rho =
-      LOCAL_RANGE, d_i the prediction at the anchor: a point corrects the surface it lies on,
-      not the one behind a depth edge of the prediction; flat between sparse points;
+      - (log d(x) - log d_i)^2 / (2 rho^2)), sigma = k x sqrt(H W / N) (the points' mean
+      spacing), rho = LOCAL_RANGE, d_i the prediction at the anchor: a point corrects the
+      surface it lies on, not the one behind a depth edge of the prediction; flat between points;
     - a smoothing thin-plate spline (`_thin_plate`): a global, smooth surface with a linear trend
-      that averages the points' noise and outliers instead of passing through them.
-    Their mean beat each pair of them on the unseen sets at 50 and 200 points (BENCHMARKS.md
-    "Known geometry"); with 20 points the pair linear + bilateral was as good.
+      that averages the points' noise and bridges the gaps between clusters of points.
+    How much smoothing depends on how the points are spread (`clustering`): SLAM landmarks sit in
+    clusters on textured places with wide gaps between them, where the spline and a wide
+    bilateral kernel (k = 1) help; points spread evenly (a LiDAR) are best interpolated locally
+    (k = 0.5, no spline): field = (1 - t/3) (linear + bilateral) / 2 + t/3 spline, k = 0.5 + t/2,
+    t = 1 for clustered points, 0 for even ones (BENCHMARKS.md "Known geometry").
     All are computed at the cell centres of a grid of ~LOCAL_GRID_ROWS cells along the short side
     (8 px cells at 640x480: the residual is smooth at that scale, the depth guide is the area mean
     there, and a 4 px grid scored the same at 4x the time) and resized bilinearly.
@@ -173,17 +177,40 @@ def local_correction(anchors: np.ndarray, depth: np.ndarray) -> np.ndarray:
     ys = (np.arange(gh) + 0.5) * (h / gh) - 0.5
     xs = (np.arange(gw) + 0.5) * (w / gw) - 0.5
     grid_u, grid_v = np.meshgrid(xs, ys)
+    smooth = clustering(anchors[:, :2], h, w)
     linear = interpolation.interpolate(anchors, grid_u, grid_v)
     valid = np.isfinite(depth) & (depth > 0)
     log_depth = np.log(np.where(valid, depth, 1.0)).astype(np.float32)
     guide = cv2.resize(log_depth, (gw, gh), interpolation=cv2.INTER_AREA).astype(np.float64)
     guide_valid = cv2.resize(valid.astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA) > 0.5
     anchor_log = log_depth[_pixel_index(anchors[:, 1], h), _pixel_index(anchors[:, 0], w)].astype(np.float64)
+    sigma = (LOCAL_SPATIAL[0] + smooth * (LOCAL_SPATIAL[1] - LOCAL_SPATIAL[0])) * math.sqrt(h * w / len(anchors))
     bilateral = _bilateral(anchors, anchor_log, grid_u.ravel(), grid_v.ravel(), guide.ravel(), guide_valid.ravel(),
-                           LOCAL_SPATIAL * math.sqrt(h * w / len(anchors)))
-    spline = _thin_plate(anchors, xs, ys, math.hypot(h, w))
-    field = (linear + bilateral.reshape(gh, gw) + (linear if spline is None else spline)) / 3
+                           sigma).reshape(gh, gw)
+    field = 0.5 * (linear + bilateral)
+    spline = _thin_plate(anchors, xs, ys, math.hypot(h, w)) if smooth > 0 else None
+    if spline is not None:
+        field = (1 - smooth / 3) * field + smooth / 3 * spline
     return np.exp(cv2.resize(field.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR))
+
+
+def clustering(uv: np.ndarray, height: int, width: int) -> float:
+    """Return how clustered the points are: 1 clustered, 0 spread evenly or more, by the Clark-Evans ratio.
+
+    The ratio R = mean nearest-neighbour distance / its expectation for points spread at random
+    over the image, 0.5 sqrt(H W / N): about 1 for random (uniform) points, less for clusters
+    (SIFT keypoints on a 640x480 frame: 0.5-0.6), more for a regular grid. R at or below
+    CLUSTERED[0] gives 1, at or above CLUSTERED[1] 0, linear between. More than
+    LOCAL_SPLINE_ANCHORS points are thinned evenly first (the distances are quadratic in them).
+    """
+    if len(uv) < 3:
+        return 0.0
+    if len(uv) > LOCAL_SPLINE_ANCHORS:
+        uv = uv[np.round(np.linspace(0, len(uv) - 1, LOCAL_SPLINE_ANCHORS)).astype(np.int64)]
+    squared = ((uv[:, None, :] - uv[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(squared, np.inf)
+    ratio = float(np.sqrt(squared.min(axis=1)).mean()) / (0.5 * math.sqrt(height * width / len(uv)))
+    return float(np.clip((CLUSTERED[1] - ratio) / (CLUSTERED[1] - CLUSTERED[0]), 0.0, 1.0))
 
 
 def _thin_plate(anchors: np.ndarray, xs: np.ndarray, ys: np.ndarray, diagonal: float) -> np.ndarray | None:
