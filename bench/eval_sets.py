@@ -12,6 +12,12 @@ never trained on) of a training config, on up to --frames-per-set frames spread 
 
 Points are SIFT keypoints at valid ground truth, "exact" or "noisy" (3 % relative Gaussian noise,
 5 % outliers uniform in 0.5-2x); one seed per frame and K, so every method sees the same points.
+Sets with recorded poses (bench/slam_points.py load_trajectory_poses: 7-Scenes, the T265 office
+walk, the HoloLens walk) also get "triangulated" points, as a SLAM map gives them: SIFT matches
+with neighbouring frames of the whole trajectory triangulated with the poses, never read from the
+ground truth (K is the cap; frames where none was found have no triangulated rows). Their own
+error against the ground truth is reported beside that of the noisy points, per set and pooled
+over the sets with poses ("posed pooled"); the acceptance checks do not use them.
 Metrics at the ground truth's full resolution, caps 1e-3..10 m (80 m for KITTI), per frame then
 averaged over frames: raw RMSE / abs_rel / delta1, and median-scaled ("ms", per frame) abs_rel /
 delta1, which score the structure alone. Pools: all frames of a group together ("unseen pooled").
@@ -37,7 +43,7 @@ of the repository.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 import json
 import math
 from pathlib import Path
@@ -48,12 +54,15 @@ import zlib
 import cv2
 import numpy as np
 from point_baselines import interpolate_points, keypoint_points
+from slam_points import (depth_errors, FeatureCache, load_trajectory_poses, trajectory_intrinsics, triangulated_points,
+                         TriangulationSettings)
 import torch
 
 from fusanet_core import load_config, Predictor
 from fusanet_core.checkpoint import FIRST_CHECKPOINT
 from fusanet_core.datasets import build_source, parse_spec, resolve_path, split_repeat
 from fusanet_core.datasets.base import range_label
+from fusanet_core.datasets.manifest import ManifestSource
 from fusanet_core.datasets.transforms import Frame
 from fusanet_core.evaluation.metrics import compute_metrics, valid_mask
 from fusanet_core.inference.point_fit import fit_to_points
@@ -74,6 +83,10 @@ ACCEPT_COUNTS = (50, 200)  # the issue: primed with 50 and with 200 points beats
 GROUPS = {"val": "Validation blocks", "unseen": "Unseen sets", "other": "Other sets"}
 PANELS = 6
 PANEL_WIDTH = 200  # px per panel image: keeps panels.png small
+TRIANGULATED = "triangulated"  # points triangulated from the trajectory's poses (bench/slam_points.py)
+POSED_POOL = "posed pooled"  # every set with poses, whatever its group: the triangulated rows' pool
+POINT_OUTLIER = 0.10  # a point is an outlier when |z / gt - 1| exceeds this
+COMPARED = (("node default", NODE_DEFAULT), ("interpolation", "interpolation"), ("primed", "new primed"))
 
 
 def label(method: str, count: int | None = None, kind: str = "") -> str:
@@ -113,6 +126,112 @@ class EvalSet:
     indices: list[int]
     skipped: int = 0
     panel_at: dict[int, int] = field(default_factory=dict)  # frame index -> panel rank
+    point_errors: dict[str, list[np.ndarray]] = field(default_factory=dict)  # "K kind" -> per frame z / gt - 1
+
+
+@dataclass
+class Trajectory:
+    """The whole trajectory of a set with poses, for triangulation: its frames, poses and features."""
+
+    source: ManifestSource  # every row of the manifest, whatever rows the set scores
+    poses: np.ndarray  # (rows, 4, 4) camera-to-world
+    rows: list[int]  # manifest row of each frame index of the set
+    folder: Path
+    cache: FeatureCache
+    settings: TriangulationSettings
+
+
+def trajectory(es: EvalSet, settings: TriangulationSettings | None = None) -> Trajectory | None:
+    """Return the trajectory of a manifest set that has poses, else None."""
+    path = getattr(es.source, "path", None)
+    if not isinstance(es.source, ManifestSource) or path is None:
+        return None
+    poses = load_trajectory_poses(path.parent)
+    if poses is None:
+        return None
+    full = ManifestSource(path)
+    return Trajectory(full, poses, list(range(len(full)))[parse_spec(es.spec)[1]], path.parent, FeatureCache(full),
+                      settings or TriangulationSettings())
+
+
+def triangulated_frame_points(traj: Trajectory, index: int, frame: Frame, counts: list[int]) -> dict[tuple, np.ndarray]:
+    """{(K, "triangulated"): the first K triangulated points} of one frame; none when no point was found."""
+    row = traj.rows[index]
+    intrinsics = trajectory_intrinsics(traj.folder, frame.intrinsics)
+    pts = triangulated_points(traj.source, row, traj.poses, intrinsics, max(counts), traj.settings, traj.cache)
+    return {(count, TRIANGULATED): pts[:count] for count in counts if len(pts)}
+
+
+def record_point_errors(es: EvalSet, points: dict[tuple, np.ndarray], frame: Frame, valid: np.ndarray,
+                        counts: list[int]) -> None:
+    """Keep each point set's errors z / gt - 1 against the scored ground truth (NaN: no truth there)."""
+    gt = np.where(valid, frame.depth, np.nan)
+    for count in counts:
+        for kind in ("noisy", TRIANGULATED):
+            pts = points.get((count, kind), np.zeros((0, 3), np.float32))
+            es.point_errors.setdefault(f"{count} {kind}", []).append(depth_errors(pts, gt))
+
+
+def point_statistics(frames: list[np.ndarray]) -> dict[str, float]:
+    """Return points per frame (frames with none included) and the error of all points with ground truth.
+
+    The error: the median |z / gt - 1|, its 90th percentile and the outlier share (beyond POINT_OUTLIER).
+    """
+    found = np.array([len(f) for f in frames], np.float64)
+    errors = np.abs(np.concatenate(frames)) if frames else np.zeros(0)
+    errors = errors[np.isfinite(errors)]
+    some = len(errors) > 0
+    return {"frames": len(frames), "frames_without_points": int(np.sum(found == 0)),
+            "points_per_frame": float(found.mean()) if len(found) else 0.0,
+            "points_with_truth": len(errors),
+            "median_abs_rel": float(np.median(errors)) if some else float("nan"),
+            "p90_abs_rel": float(np.percentile(errors, 90)) if some else float("nan"),
+            "outlier_share": float(np.mean(errors > POINT_OUTLIER)) if some else float("nan")}
+
+
+def point_statistics_all(sets: list[EvalSet], records: dict, counts: list[int]) -> dict[str, dict[str, dict]]:
+    """{set or POSED_POOL: {"K kind": point statistics and scores}} for noisy and triangulated points.
+
+    Only sets where triangulation found points. The point statistics cover every scored frame; the
+    scores of COMPARED (mean over frames) cover the frames where triangulation found points, for
+    both kinds: the same frames.
+    """
+    out: dict[str, dict[str, dict]] = {}
+    pooled: dict[str, dict[str, list]] = {}
+    for es in sets:
+        tri = {c: es.point_errors.get(f"{c} {TRIANGULATED}", []) for c in counts}
+        if not any(len(f) for frames in tri.values() for f in frames):
+            continue
+        out[es.name] = {}
+        for count in counts:
+            found = [len(f) > 0 for f in tri[count]]
+            for kind in ("noisy", TRIANGULATED):
+                key = f"{count} {kind}"
+                part = {"errors": es.point_errors[key]}
+                for name, method in COMPARED:
+                    rows = records[es.name].get(label(method, count, kind), [])
+                    part[name] = [r for r, keep in zip(rows, found) if keep] if kind == "noisy" else rows
+                out[es.name][key] = _point_entry(part)
+                for field_name, values in part.items():
+                    pooled.setdefault(key, {}).setdefault(field_name, []).extend(values)
+    if out:
+        out[POSED_POOL] = {key: _point_entry(part) for key, part in pooled.items()}
+    return out
+
+
+def _point_entry(part: dict[str, list]) -> dict:
+    """Point statistics of part["errors"], and the summary of each compared method's frames."""
+    entry: dict[str, Any] = point_statistics(part["errors"])
+    for name, _ in COMPARED:
+        entry[name] = summarise(part[name]) if part[name] else None
+    return entry
+
+
+def add_posed_pool(summaries: dict, records: dict, sets: list[EvalSet]) -> None:
+    """Add POSED_POOL: every frame of the sets with triangulated rows, per method they all have."""
+    names = [s.name for s in sets if records.get(s.name) and any(TRIANGULATED in m for m in records[s.name])]
+    if names:
+        summaries[POSED_POOL] = {m: summarise(f) for m, f in pool(records, names).items()}
 
 
 def open_source(spec: str, cfg: Any, base_dir: Path | None) -> Any:
@@ -221,10 +340,15 @@ def frame_scores(pred: np.ndarray, gt: np.ndarray, cap: float) -> dict[str, floa
 
 
 def run_set(es: EvalSet, models: dict[str, Predictor], counts: list[int], fits: list[str], seed: int,
-            constant: float | None) -> tuple[dict[str, list[dict]], list[dict]]:
-    """Score every method on the set's frames: ({row: [per-frame scores]}, panel images)."""
+            constant: float | None, triangulation: TriangulationSettings | None = None
+            ) -> tuple[dict[str, list[dict]], list[dict]]:
+    """Score every method on the set's frames: ({row: [per-frame scores]}, panel images).
+
+    Sets with poses also get triangulated points unless `triangulation` is None.
+    """
     records: dict[str, list[dict]] = {}
     panels = []
+    traj = trajectory(es, triangulation) if counts and triangulation is not None else None
     for index in es.indices:
         frame = es.source.load(index)
         valid = valid_mask(frame.depth.astype(np.float64), min_depth=MIN_DEPTH, max_depth=es.cap)
@@ -232,6 +356,9 @@ def run_set(es: EvalSet, models: dict[str, Predictor], counts: list[int], fits: 
             es.skipped += 1
             continue
         points = frame_points(frame, valid, counts, [seed, zlib.crc32(es.name.encode()), index])
+        if traj is not None:
+            points.update(triangulated_frame_points(traj, index, frame, counts))
+            record_point_errors(es, points, frame, valid, counts)
         for name, (depth, extra) in frame_predictions(frame, valid, models, points, fits, constant).items():
             records.setdefault(name, []).append({**frame_scores(depth, frame.depth, es.cap), **extra})
             if name == "new" and index in es.panel_at:
@@ -311,7 +438,7 @@ def point_rows(counts: list[int], fits: list[str]) -> list[str]:
     """Return every row that uses points, by K and kind."""
     methods = ["new primed", *(f"new primed + {m} fit" for m in fits), *(f"new + {m} fit" for m in fits),
                "interpolation", "old primed"]
-    return [label(m, c, kind) for c in counts for kind in POINT_KINDS for m in methods]
+    return [label(m, c, kind) for c in counts for kind in [*POINT_KINDS, TRIANGULATED] for m in methods]
 
 
 def fmt(value: float) -> str:
@@ -352,7 +479,8 @@ def acceptance_table(checks: list[dict]) -> list[str]:
     return lines + ["", f"**Acceptance: {verdict}** ({passed} of {len(checks)} checks pass)."]
 
 
-def markdown(summaries: dict, sets: list[EvalSet], checks: list[dict], meta: dict) -> str:
+def markdown(summaries: dict, sets: list[EvalSet], checks: list[dict], meta: dict,
+             point_stats: dict | None = None) -> str:
     """Return results.md: the set tables per group, the point tables per pool, the acceptance table."""
     counts, fits = meta["points"], meta["fits"]
     out = [f"Checkpoint `{meta['checkpoint']}`, old = `{meta['baseline_checkpoint']}`, config `{meta['config']}`; "
@@ -369,9 +497,37 @@ def markdown(summaries: dict, sets: list[EvalSet], checks: list[dict], meta: dic
             out += ["", f"### {title}", ""] + set_table(summaries, names + [f"{group} pooled"], main_rows(counts))
     for name in (n for n in summaries if n.endswith("pooled") and counts):
         out += ["", f"### With points, {name}", ""] + points_table(summaries[name], point_rows(counts, fits))
+    if point_stats:
+        out += triangulated_section(point_stats, counts)
     if checks:
         out += ["", f"### Acceptance, {meta['acceptance_pool']}", ""] + acceptance_table(checks)
     return "\n".join(out) + "\n"
+
+
+def triangulated_section(stats: dict, counts: list[int]) -> list[str]:
+    """Markdown: triangulated beside noisy points per set with poses and pooled, the points and the scores."""
+    lines = ["", "### Triangulated points (SLAM map from the recorded poses) beside noisy ground-truth samples", "",
+             "Points: per frame found (frames without any), and over all points where there is ground truth the "
+             f"median |z / gt - 1| and the share beyond {100 * POINT_OUTLIER:.0f} %. Scores: RMSE (m) / δ1, mean over "
+             "the frames where triangulation found points (scored), for both kinds; node default = the new model "
+             "RGB only + scale_local fit.",
+             "", "| set | points | frames (none) | scored | points/frame | median error | outliers | "
+             + " | ".join(f"{name} RMSE | {name} δ1" for name, _ in COMPARED) + " |",
+             "|---" * (7 + 2 * len(COMPARED)) + "|"]
+    for name, per_kind in stats.items():
+        for count in counts:
+            for kind in ("noisy", TRIANGULATED):
+                st = per_kind.get(f"{count} {kind}")
+                if st is None:
+                    continue
+                cells = []
+                for method, _ in COMPARED:
+                    cells += [fmt(st[method]["rmse"]), fmt(st[method]["delta1"])] if st[method] else ["-", "-"]
+                scored = next((st[method]["frames"] for method, _ in COMPARED if st[method]), 0)
+                lines.append(f"| {name} | {count} {kind} | {st['frames']} ({st['frames_without_points']}) | {scored} | "
+                             f"{st['points_per_frame']:.0f} | {100 * st['median_abs_rel']:.1f} % | "
+                             f"{100 * st['outlier_share']:.1f} % | " + " | ".join(cells) + " |")
+    return lines
 
 
 def pyplot() -> Any:
@@ -482,9 +638,11 @@ def write_outputs(out: Path, summaries: dict, sets: list[EvalSet], records: dict
     checks = acceptance(summaries.get(pool_name, {}), meta["points"])
     listing = [{"name": s.name, "group": s.group, "spec": s.spec, "cap_m": s.cap, "frames": s.indices,
                 "skipped_no_gt": s.skipped} for s in sets]
+    point_stats = point_statistics_all(sets, records, meta["points"])
     (out / "results.json").write_text(json.dumps({"meta": meta, "sets": listing, "summary": summaries,
-                                                  "acceptance": checks, "per_frame": records}, indent=1))
-    (out / "results.md").write_text(markdown(summaries, sets, checks, meta))
+                                                  "point_stats": point_stats, "acceptance": checks,
+                                                  "per_frame": records}, indent=1))
+    (out / "results.md").write_text(markdown(summaries, sets, checks, meta, point_stats))
     plot_bars(summaries, out / "per_set_bars.png")
     if meta["points"] and pool_name in summaries:
         plot_points(summaries[pool_name], meta["points"], meta["fits"], pool_name, out / "rmse_vs_points.png")
@@ -505,6 +663,11 @@ def progress(es: EvalSet, records: dict, counts: list[int], seconds: float) -> s
         shown = [(name, label(method, c, "noisy")) for name, method in
                  (("node default", NODE_DEFAULT), ("primed", "new primed"), ("interpolation", "interpolation"))]
         text += f" | {c} noisy RMSE: " + ", ".join(f"{name} {s[row]['rmse']:.3f}" for name, row in shown if row in s)
+        tri = [(name, label(method, c, TRIANGULATED)) for name, method in
+               (("node default", NODE_DEFAULT), ("interpolation", "interpolation"))]
+        if all(row in s for _, row in tri):
+            text += (f" | {c} triangulated ({s[tri[0][1]]['points']:.0f} found, {s[tri[0][1]]['frames']} frames) "
+                     "RMSE: " + ", ".join(f"{name} {s[row]['rmse']:.3f}" for name, row in tri))
     return text
 
 
@@ -520,11 +683,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--extra-sets", nargs="*", default=[], help="more specs, relative to the current directory")
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
                         help="network input of both models (default: each checkpoint's own)")
+    parser.add_argument("--no-triangulated", action="store_true",
+                        help="skip the points triangulated from the poses of the sets that have them")
+    parser.add_argument("--triangulation-views", type=int, default=TriangulationSettings.min_views,
+                        help="views a triangulated point needs, its own frame included (bench/slam_points.py)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     args = parser.parse_args(argv)
     if args.frames_per_set < 1 or any(k < 1 for k in args.points):
         parser.error("--frames-per-set and --points must be >= 1")
+    if args.triangulation_views < 2:
+        parser.error("--triangulation-views must be >= 2")
     args.points = sorted(set(args.points))
     return args
 
@@ -544,17 +713,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     models = {"new": Predictor.from_checkpoint(args.checkpoint, "cpu", input_size=args.input_size),
               "old": Predictor.from_checkpoint(baseline, "cpu", input_size=args.input_size)}
     constant = train_median(cfg, base_dir)
+    triangulation = None if args.no_triangulated else TriangulationSettings(min_views=args.triangulation_views)
     records, panels = {}, []
     for es in sets:
         began = time.perf_counter()
-        records[es.name], found = run_set(es, models, args.points, args.fits, args.seed, constant)
+        records[es.name], found = run_set(es, models, args.points, args.fits, args.seed, constant, triangulation)
         panels += found
         print(progress(es, records[es.name], args.points, time.perf_counter() - began), flush=True)
     meta = {"checkpoint": str(args.checkpoint), "baseline_checkpoint": str(baseline), "config": str(args.config),
             "frames_per_set": args.frames_per_set, "points": args.points, "fits": args.fits, "seed": args.seed,
             "input_size": args.input_size, "point_kinds": POINT_KINDS, "train_median": constant,
+            "triangulation": None if triangulation is None else asdict(triangulation),
             "seconds": time.perf_counter() - start}
-    checks = write_outputs(Path(args.out), summarise_all(records, sets), sets, records, panels, meta)
+    summaries = summarise_all(records, sets)
+    add_posed_pool(summaries, records, sets)
+    checks = write_outputs(Path(args.out), summaries, sets, records, panels, meta)
     print(f"total {time.perf_counter() - start:.0f} s; acceptance {sum(c['pass'] for c in checks)} of {len(checks)} "
           f"pass; wrote {args.out}/results.md", flush=True)
     return checks

@@ -65,6 +65,23 @@ def test_frames_are_spread_evenly_and_deterministically():
     assert eval_sets.set_name("/data/rs_tabletop") == "rs_tabletop"
 
 
+def test_triangulated_and_noisy_points_are_compared_on_the_same_frames():
+    es = eval_sets.EvalSet("val", "a", "a", None, 10.0, [0, 1, 2])
+    es.point_errors = {"50 noisy": [np.array([0.01, -0.2]), np.array([0.0]), np.array([0.02])],
+                       "50 triangulated": [np.array([0.05, np.nan, 0.3]), np.zeros(0), np.array([-0.01])]}
+    per_kind = {"noisy": (0.1, 0.5, 0.3), "triangulated": (0.2, 0.4)}  # no triangulated row on frame 1
+    records = {"a": {label(m, 50, kind): [_frame(err, 0.9) for err in errors]
+                     for _, m in eval_sets.COMPARED for kind, errors in per_kind.items()}}
+    stats = eval_sets.point_statistics_all([es], records, [50])
+    tri, noisy = stats["a"]["50 triangulated"], stats["a"]["50 noisy"]
+    assert tri["frames"] == 3 and tri["frames_without_points"] == 1 and tri["points_per_frame"] == 4 / 3
+    assert tri["points_with_truth"] == 3 and np.isclose(tri["median_abs_rel"], 0.05)
+    assert np.isclose(tri["outlier_share"], 1 / 3)
+    assert np.isclose(noisy["interpolation"]["rmse"], 0.2) and noisy["interpolation"]["frames"] == 2  # frames 0 and 2
+    assert np.isclose(tri["interpolation"]["rmse"], 0.3)
+    assert stats[eval_sets.POSED_POOL]["50 noisy"]["frames"] == 3
+
+
 def test_a_small_run_on_real_data_writes_every_output(shared_data, tiny_checkpoint, tmp_path):
     config = tmp_path / "train.yaml"
     config.write_text("\n".join([
@@ -90,8 +107,16 @@ def test_a_small_run_on_real_data_writes_every_output(shared_data, tiny_checkpoi
         assert pooled[label("old primed", 50, kind)] == pooled[label("new primed", 50, kind)]
         assert pooled[label("new + scale fit", 50, kind)]["points"] == 50
     assert MEDIAN in results["summary"]["other pooled"]
-    assert results["acceptance"] == checks and len(checks) == 2 + 2 * 2
+    assert results["acceptance"] == checks and len(checks) == 2 + 2 * 2  # triangulated rows are not checked
+    # the HoloLens walk has poses: points triangulated from its neighbouring frames, scored like the others
+    tri = results["summary"]["hololens_office_dvmvs"][label("interpolation", 50, "triangulated")]
+    assert tri["frames"] == 1 and 10 <= tri["points"] <= 50
+    assert label("new primed", 50, "triangulated") not in pooled  # rs_home_floor has no poses
+    assert set(results["point_stats"]) == {"hololens_office_dvmvs", eval_sets.POSED_POOL}
+    assert results["point_stats"][eval_sets.POSED_POOL]["50 triangulated"]["median_abs_rel"] < 0.05
+    assert results["summary"][eval_sets.POSED_POOL]["new"]["frames"] == 1
     text = (out / "results.md").read_text()
     assert "### Unseen sets" in text and "### Acceptance, unseen pooled" in text and "| unseen pooled | 2 |" in text
+    assert "| posed pooled | 50 triangulated | 1 (0) | 1 |" in text
     for name in ("per_set_bars.png", "rmse_vs_points.png", "panels.png"):
         assert 0 < (out / name).stat().st_size < 200_000, name
