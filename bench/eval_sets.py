@@ -18,6 +18,10 @@ with neighbouring frames of the whole trajectory triangulated with the poses, ne
 ground truth (K is the cap; frames where none was found have no triangulated rows). Their own
 error against the ground truth is reported beside that of the noisy points, per set and pooled
 over the sets with poses ("posed pooled"); the acceptance checks do not use them.
+Frames whose ground truth shows a floor (bench/floor_truth.py: RANSAC, the lowest well-supported
+plane facing up) are also scored RGB only with that plane given to the Predictor (`ground=`, the
+floor's scale, fusanet_core/inference/ground.py), beside the RGB-only and oracle rows of the same
+frames ("..., floor frames"), with how many frames had a floor and on how many the floor was used.
 Metrics at the ground truth's full resolution, caps 1e-3..10 m (80 m for KITTI), per frame then
 averaged over frames: raw RMSE / abs_rel / delta1, and median-scaled ("ms", per frame) abs_rel /
 delta1, which score the structure alone. Pools: all frames of a group together ("unseen pooled").
@@ -52,6 +56,7 @@ from typing import Any
 import zlib
 
 import cv2
+from floor_truth import floor_plane
 import numpy as np
 from point_baselines import interpolate_points, keypoint_points
 from slam_points import (depth_errors, FeatureCache, load_trajectory_poses, trajectory_intrinsics, triangulated_points,
@@ -86,6 +91,9 @@ PANEL_WIDTH = 200  # px per panel image: keeps panels.png small
 TRIANGULATED = "triangulated"  # points triangulated from the trajectory's poses (bench/slam_points.py)
 POSED_POOL = "posed pooled"  # every set with poses, whatever its group: the triangulated rows' pool
 POINT_OUTLIER = 0.10  # a point is an outlier when |z / gt - 1| exceeds this
+FLOOR = "new + floor"  # RGB only with the frame's floor plane (Predictor.predict(ground=...))
+FLOOR_ROWS = ("new", MEDIAN, FLOOR)  # scored on the frames with a floor, as "<row>, floor frames"
+FLOOR_TARGET = {"rmse": 1.0, "delta1": 0.55}  # RGB only + the floor on unseen frames with a floor: at most / least
 COMPARED = (("node default", NODE_DEFAULT), ("interpolation", "interpolation"), ("primed", "new primed"))
 
 
@@ -308,11 +316,18 @@ def fitted(depth: np.ndarray, points: np.ndarray, mode: str, extra: dict) -> tup
     return fit.apply(depth), {**extra, "fit_applied": float(fit.applied)}
 
 
+def floor_row(row: str) -> str:
+    """Return the name of a row scored on the frames with a floor: "new, floor frames"."""
+    return f"{row}, floor frames"
+
+
 def frame_predictions(frame: Frame, valid: np.ndarray, models: dict[str, Predictor], points: dict[tuple, np.ndarray],
-                      fits: list[str], constant: float | None) -> dict[str, tuple[np.ndarray, dict]]:
+                      fits: list[str], constant: float | None,
+                      plane: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, dict]]:
     """{row name: (HxW depth, extra per-frame numbers)} of every method on one frame.
 
     Each network runs once RGB only and once per point set; the fits reuse those predictions.
+    A frame with a floor `plane` also gets FLOOR_ROWS (the floor's row with "floor_applied").
     """
     shape, rgb, k = frame.depth.shape, frame.rgb, frame.intrinsics
     out = {MEDIAN: (np.full(shape, np.median(frame.depth[valid]), np.float32), {})}
@@ -320,6 +335,11 @@ def frame_predictions(frame: Frame, valid: np.ndarray, models: dict[str, Predict
         out[TRAIN_MEDIAN] = (np.full(shape, constant, np.float32), {})
     rgb_only = {name: model.predict(rgb, k)["depth"] for name, model in models.items()}
     out.update((name, (depth, {})) for name, depth in rgb_only.items())
+    if plane is not None:
+        floored = models["new"].predict(rgb, k, ground=plane)
+        out[FLOOR] = (floored["depth"], {"floor_applied": float(floored["ground_fit"]["applied"])})
+        out.update((floor_row(row), out[row]) for row in FLOOR_ROWS)
+        del out[FLOOR]  # only on the floor frames: pooled apart from the rows every frame has
     for (count, kind), pts in points.items():
         extra = {"points": float(len(pts))}
         out[label("interpolation", count, kind)] = (interpolate_points(pts, *shape), extra)
@@ -356,10 +376,14 @@ def run_set(es: EvalSet, models: dict[str, Predictor], counts: list[int], fits: 
             es.skipped += 1
             continue
         points = frame_points(frame, valid, counts, [seed, zlib.crc32(es.name.encode()), index])
+        plane = None
+        if frame.intrinsics is not None:
+            plane, _ = floor_plane(frame.depth, np.asarray(frame.intrinsics), valid,
+                                   np.random.default_rng([seed, zlib.crc32(es.name.encode()), index]))
         if traj is not None:
             points.update(triangulated_frame_points(traj, index, frame, counts))
             record_point_errors(es, points, frame, valid, counts)
-        for name, (depth, extra) in frame_predictions(frame, valid, models, points, fits, constant).items():
+        for name, (depth, extra) in frame_predictions(frame, valid, models, points, fits, constant, plane).items():
             records.setdefault(name, []).append({**frame_scores(depth, frame.depth, es.cap), **extra})
             if name == "new" and index in es.panel_at:
                 panels.append(panel(frame, valid, depth, f"{es.name} #{index}", es.panel_at[index]))
@@ -385,6 +409,10 @@ def summarise_all(records: dict[str, dict[str, list[dict]]], sets: list[EvalSet]
         names = [s.name for s in scored if s.group == group]
         if names:
             out[f"{group} pooled"] = {m: summarise(f) for m, f in pool(records, names).items()}
+            for row in map(floor_row, FLOOR_ROWS):  # the floor frames of every set that has some
+                frames = [f for n in names for f in records[n].get(row, [])]
+                if frames:
+                    out[f"{group} pooled"][row] = summarise(frames)
     return out
 
 
@@ -499,9 +527,37 @@ def markdown(summaries: dict, sets: list[EvalSet], checks: list[dict], meta: dic
         out += ["", f"### With points, {name}", ""] + points_table(summaries[name], point_rows(counts, fits))
     if point_stats:
         out += triangulated_section(point_stats, counts)
+    out += floor_section(summaries, sets)
     if checks:
         out += ["", f"### Acceptance, {meta['acceptance_pool']}", ""] + acceptance_table(checks)
     return "\n".join(out) + "\n"
+
+
+def floor_section(summaries: dict, sets: list[EvalSet]) -> list[str]:
+    """Markdown: RGB only with and without each frame's floor plane, on the frames where one was found."""
+    names = [n for n in [*(s.name for s in sets), *(f"{g} pooled" for g in GROUPS)]
+             if n in summaries and floor_row(FLOOR) in summaries[n]]
+    if not names:
+        return []
+    lines = ["", "### RGB only with the floor plane (each frame's floor fitted to its ground truth)", "",
+             "Frames with a floor: the floor plane found by RANSAC in the ground truth (bench/floor_truth.py); "
+             "floor used: the Predictor applied the floor's scale (else it kept the network's, with a reason).", "",
+             "| set | frames with a floor | floor used | method | " + " | ".join(HEADERS[m] for m in METRICS) + " |",
+             "|---" * (4 + len(METRICS)) + "|"]
+    for name in names:
+        frames = summaries[name]["new"]["frames"]
+        floor = summaries[name][floor_row(FLOOR)]
+        for row in FLOOR_ROWS:
+            s = summaries[name][floor_row(row)]
+            lines.append(f"| {name} | {s['frames']} of {frames} | {100 * floor['floor_applied']:.0f} % | {row} | "
+                         + " | ".join(fmt(s[m]) for m in METRICS) + " |")
+    target = summaries.get("unseen pooled", {}).get(floor_row(FLOOR))
+    if target:
+        verdicts = [f"{HEADERS[m]} {fmt(target[m])} ({'<=' if m == 'rmse' else '>='} {limit}: "
+                    f"{'pass' if (target[m] <= limit if m == 'rmse' else target[m] >= limit) else 'FAIL'})"
+                    for m, limit in FLOOR_TARGET.items()]
+        lines += ["", "Unseen frames with a floor, RGB only + the floor: " + ", ".join(verdicts) + "."]
+    return lines
 
 
 def triangulated_section(stats: dict, counts: list[int]) -> list[str]:

@@ -51,7 +51,9 @@ class GroundFit:
     """The floor's scale for the prediction, and whether it was applied.
 
     Attributes:
-        applied: False = the network's scale is kept, see `reason`.
+        applied: the floor's scale was applied; False = not (see `reason`): the floor was not seen
+            well enough (`found` False, the network's scale is kept) or known points were fitted.
+        found: the floor was seen well enough to give a scale.
         scale: depth factor the floor gives (z = scale * d).
         floor_pixels: output pixels on the floor found (cells x cell area).
         floor_share: share of the image on the floor found.
@@ -59,6 +61,7 @@ class GroundFit:
     """
 
     applied: bool = False
+    found: bool = False
     scale: float = 1.0
     floor_pixels: int = 0
     floor_share: float = 0.0
@@ -126,7 +129,7 @@ def fit_ground(depth: np.ndarray, intrinsics: Intrinsics | None, plane: Any) -> 
     keep = np.flatnonzero(on_floor)
     keep = keep[np.round(np.linspace(0, len(keep) - 1, min(MAX_ANCHORS, len(keep)))).astype(np.int64)]
     anchors = np.column_stack([u[cols[keep]], v[rows[keep]], floor_depth[rows[keep], cols[keep]]])
-    return GroundFit(True, **fit, reason="ok", anchors=tuple(map(tuple, anchors.tolist())))
+    return GroundFit(True, True, **fit, reason="ok", anchors=tuple(map(tuple, anchors.tolist())))
 
 
 def _faces(depth: np.ndarray, rays: np.ndarray, normal: np.ndarray) -> np.ndarray:

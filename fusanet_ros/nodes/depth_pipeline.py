@@ -294,7 +294,7 @@ class DepthPipeline:
     def _count_ground(self, fit: dict[str, Any] | None) -> None:
         """Count and keep this frame's floor-plane fit (None: no plane set); warn when it fell back."""
         self._stats.ground_fit(fit)
-        if fit is not None and not fit["applied"]:
+        if fit is not None and not fit["found"]:
             self._log.warning("ground_fallback", f"floor plane not used on this frame: {fit['reason']}")
 
     def _intrinsics(self, width: int, height: int) -> tuple[Any, Intrinsics | None]:

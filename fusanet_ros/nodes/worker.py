@@ -28,7 +28,7 @@ COUNTERS = ("frames_in", "frames_out", "dropped", "skipped_no_subscribers", *BAD
 # The last scale_from_points fit, reported under these keys ("" until a fit was tried).
 SCALE_FIT_KEYS = ("mode", "applied", "scale", "shift", "inliers", "reason")
 # The last floor-plane fit (ground.plane / ground.extrinsic), likewise ("" while no plane is set).
-GROUND_FIT_KEYS = ("applied", "scale", "floor_pixels", "floor_share", "reason")
+GROUND_FIT_KEYS = ("applied", "found", "scale", "floor_pixels", "floor_share", "reason")
 ERROR_AFTER_FAILURES = 3  # consecutive inference failures that make the status ERROR
 STALE_PERIODS = 3  # periods of expected_rate without an image that make the status STALE
 STALE_WITHOUT_RATE = 5.0  # s without an image before STALE when no expected_rate is set
@@ -141,15 +141,18 @@ class NodeStats:
     def ground_fit(self, fit: dict[str, Any] | None) -> None:
         """Count a floor-plane fit (a `GroundFit.as_dict()`) as applied or fallen back, and keep it.
 
-        None: no plane is set; the last fit is forgotten, so that a plane switched off at runtime
-        leaves no warning behind.
+        A floor found but not applied because known points were fitted is neither. None: no plane
+        is set; the last fit is forgotten, so that a plane switched off at runtime leaves no
+        warning behind.
         """
         with self._lock:
             if fit is None:
                 self.last_ground = dict.fromkeys(GROUND_FIT_KEYS, "")
                 return
-            self.counters["ground_fit_applied" if fit["applied"] else "ground_fallback"] += 1
-            self.last_ground = {"applied": bool(fit["applied"]), "scale": float(fit["scale"]),
+            if fit["applied"] or not fit["found"]:
+                self.counters["ground_fit_applied" if fit["applied"] else "ground_fallback"] += 1
+            self.last_ground = {"applied": bool(fit["applied"]), "found": bool(fit["found"]),
+                                "scale": float(fit["scale"]),
                                 "floor_pixels": int(fit["floor_pixels"]), "floor_share": float(fit["floor_share"]),
                                 "reason": str(fit["reason"])}
 
@@ -223,6 +226,6 @@ def assess(snap: dict[str, Any], expected_rate: float) -> tuple[str, str]:
         return "WARN", f"output {snap['output_rate_hz']:.1f} Hz, expected {expected_rate:g} Hz"
     if snap["bad_inputs_in_period"]:
         return "WARN", f"{snap['bad_inputs_in_period']} bad input(s) in the last period; last: {snap['last_bad_input']}"
-    if snap.get("last_ground_fit_applied") is False:
+    if snap.get("last_ground_fit_found") is False:
         return "WARN", f"floor plane not used on the latest frame: {snap['last_ground_fit_reason']}"
     return "OK", f"{snap['output_rate_hz']:.1f} Hz out, latency p50 {snap['latency_p50_ms']:.0f} ms"

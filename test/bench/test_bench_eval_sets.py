@@ -82,6 +82,19 @@ def test_triangulated_and_noisy_points_are_compared_on_the_same_frames():
     assert stats[eval_sets.POSED_POOL]["50 noisy"]["frames"] == 3
 
 
+def test_floor_rows_pool_the_frames_that_have_a_floor_and_the_target_is_judged():
+    floor_rows = {eval_sets.floor_row(row): err for row, err in (("new", 2.0), (MEDIAN, 0.8), (eval_sets.FLOOR, 0.9))}
+    records = _records(0.5, 0.5)
+    records["b"].update({row: [{**_frame(err, 0.6), **({"floor_applied": 1.0} if eval_sets.FLOOR in row else {})}]
+                         for row, err in floor_rows.items()})  # a floor on one of b's 3 frames, none in a
+    summaries = eval_sets.summarise_all(records, _sets())
+    floor = summaries["unseen pooled"][eval_sets.floor_row(eval_sets.FLOOR)]
+    assert floor["frames"] == 1 and floor["rmse"] == 0.9 and floor["floor_applied"] == 1.0
+    text = "\n".join(eval_sets.floor_section(summaries, _sets()))
+    assert "| b | 1 of 3 | 100 % | new + floor |" in text and "| a |" not in text
+    assert "RMSE (m) 0.900 (<= 1.0: pass), δ1 0.600 (>= 0.55: pass)" in text
+
+
 def test_a_small_run_on_real_data_writes_every_output(shared_data, tiny_checkpoint, tmp_path):
     config = tmp_path / "train.yaml"
     config.write_text("\n".join([
@@ -101,7 +114,11 @@ def test_a_small_run_on_real_data_writes_every_output(shared_data, tiny_checkpoi
                                                     "middlebury_motorcycle_skimage"]
     assert results["sets"][2]["frames"] == [0]
     pooled = results["summary"]["unseen pooled"]
-    assert {row["frames"] for row in pooled.values()} == {2}  # every method on the same frames
+    # every method on the same frames; the floor rows on those of them where the ground truth shows a floor
+    assert {row["frames"] for name, row in pooled.items() if not name.endswith("floor frames")} == {2}
+    floor = pooled[eval_sets.floor_row(eval_sets.FLOOR)]
+    assert 1 <= floor["frames"] <= 2 and 0.0 <= floor["floor_applied"] <= 1.0
+    assert pooled[eval_sets.floor_row("new")]["frames"] == floor["frames"]
     # the same points for every method: the old model (here the same checkpoint) scores as the new one
     for kind in ("exact", "noisy"):
         assert pooled[label("old primed", 50, kind)] == pooled[label("new primed", 50, kind)]

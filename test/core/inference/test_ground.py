@@ -116,8 +116,8 @@ def test_predictor_scales_by_the_floor_unless_points_fit(tiny_checkpoint, sample
     plane = (0.0, 0.0, -1.0, 3.0)
     floored = pred.predict(rgb, k, ground=plane)
     fit = floored["ground_fit"]
-    assert alone["ground_fit"] == {"applied": False, "scale": 1.0, "floor_pixels": 0, "floor_share": 0.0,
-                                   "reason": "no ground plane"}
+    assert alone["ground_fit"] == {"applied": False, "found": False, "scale": 1.0, "floor_pixels": 0,
+                                   "floor_share": 0.0, "reason": "no ground plane"}
     assert fit["applied"], fit["reason"]
     assert fit["scale"] == pytest.approx(3.0 / np.median(alone["depth"]), rel=0.1)
     assert np.allclose(floored["depth"], alone["depth"] * fit["scale"], rtol=1e-5)
@@ -125,6 +125,7 @@ def test_predictor_scales_by_the_floor_unless_points_fit(tiny_checkpoint, sample
     uvz = np.column_stack([np.linspace(10, 600, 30), np.linspace(10, 460, 30), np.full(30, 2.0)])
     with_points = pred.predict(rgb, k, uvz, ground=plane)
     assert with_points["point_fit"]["applied"] and not with_points["ground_fit"]["applied"]
+    assert with_points["ground_fit"]["found"]  # found and reported, not applied: no fallback
     assert "points" in with_points["ground_fit"]["reason"]
     assert np.median(with_points["depth"]) == pytest.approx(2.0, rel=0.05)
     with pytest.raises(ValueError, match="unit vector"):

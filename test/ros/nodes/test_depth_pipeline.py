@@ -188,7 +188,7 @@ def test_ground_fits_are_counted_only_while_a_plane_is_set() -> None:
     pipeline = _pipeline()
     pipeline._count_ground(None)
     assert pipeline._stats.counters["ground_fallback"] == 0
-    pipeline._count_ground({"applied": False, "scale": 1.0, "floor_pixels": 0, "floor_share": 0.0,
+    pipeline._count_ground({"applied": False, "found": False, "scale": 1.0, "floor_pixels": 0, "floor_share": 0.0,
                             "reason": "horizon below the image"})
     assert pipeline._stats.counters["ground_fallback"] == 1
     assert pipeline.node.warnings[-1] == "floor plane not used on this frame: horizon below the image"

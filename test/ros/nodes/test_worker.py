@@ -36,10 +36,14 @@ def _snap(**change: object) -> dict:
      "3 inference failures in a row; last: RuntimeError: oom"),
     ({"consecutive_inference_errors": ERROR_AFTER_FAILURES - 1}, 10.0, "OK", "Hz out"),
     ({"consecutive_inference_errors": 5, "seconds_since_input": 9.0}, 10.0, "ERROR", "failures"),  # ERROR beats STALE
-    ({"last_ground_fit_applied": False, "last_ground_fit_reason": "no floor visible"}, 0.0, "WARN",
-     "floor plane not used on the latest frame: no floor visible"),
-    ({"last_ground_fit_applied": True, "last_ground_fit_reason": "ok"}, 0.0, "OK", "Hz out"),
-    ({"last_ground_fit_applied": "", "last_ground_fit_reason": ""}, 0.0, "OK", "Hz out"),  # no plane set
+    ({"last_ground_fit_applied": False, "last_ground_fit_found": False, "last_ground_fit_reason": "no floor visible"},
+     0.0, "WARN", "floor plane not used on the latest frame: no floor visible"),
+    ({"last_ground_fit_applied": False, "last_ground_fit_found": True, "last_ground_fit_reason": "points"}, 0.0, "OK",
+     "Hz out"),  # a floor found, the known points fitted instead
+    ({"last_ground_fit_applied": True, "last_ground_fit_found": True, "last_ground_fit_reason": "ok"}, 0.0, "OK",
+     "Hz out"),
+    ({"last_ground_fit_applied": "", "last_ground_fit_found": "", "last_ground_fit_reason": ""}, 0.0, "OK",
+     "Hz out"),  # no plane set
 ])
 def test_diagnostic_level(change: dict, expected_rate: float, level: str, text: str) -> None:
     got_level, message = assess(_snap(**change), expected_rate)
@@ -106,8 +110,14 @@ def test_ground_fits_are_counted_and_the_last_one_reported_until_the_plane_is_sw
     stats = NodeStats()
     snap = stats.snapshot(2.0)
     assert snap["ground_fit_applied"] == snap["ground_fallback"] == 0 and snap["last_ground_fit_applied"] == ""
-    stats.ground_fit({"applied": True, "scale": 1.2, "floor_pixels": 5000, "floor_share": 0.6, "reason": "ok"})
-    stats.ground_fit({"applied": False, "scale": 1.0, "floor_pixels": 3, "floor_share": 0.001,
+    stats.ground_fit({"applied": True, "found": True, "scale": 1.2, "floor_pixels": 5000, "floor_share": 0.6,
+                      "reason": "ok"})
+    stats.ground_fit({"applied": False, "found": True, "scale": 1.3, "floor_pixels": 4000, "floor_share": 0.5,
+                      "reason": "the known points' fit is used instead"})  # neither applied nor a fallback
+    snap = stats.snapshot(2.0)
+    assert snap["ground_fit_applied"] == 1 and snap["ground_fallback"] == 0
+    assert assess({**snap, "seconds_since_input": 0.0, "latency_p50_ms": 1.0}, 0.0)[0] == "OK"
+    stats.ground_fit({"applied": False, "found": False, "scale": 1.0, "floor_pixels": 3, "floor_share": 0.001,
                       "reason": "no floor visible"})
     snap = stats.snapshot(2.0)
     assert snap["ground_fit_applied"] == 1 and snap["ground_fallback"] == 1
