@@ -6,8 +6,10 @@ Usage: python bench/bench_known_geometry.py [--checkpoint PT] [--threads 1] [--r
 checkpoint's input size, RGB-only network, scale_local fit), four conditions interleaved round
 robin (each round times each once, so machine noise hits them alike), medians:
 RGB only; the floor plane alone; 200 known points (the scale_local fit); 200 points + the floor.
-The points are ground truth at random valid pixels; the floor is the frame's own plane fitted to
-its ground truth (bench/floor_truth.py). The target: points + floor <= 1.3x RGB only, >= 15 fps.
+The points are SLAM-like (SIFT keypoints at valid ground truth, 3 % noise and 5 % outliers:
+bench/point_baselines.py), clustered as a SLAM map's are, so the fit runs all three of its
+interpolants (the smoothing spline included: the costlier case); the floor is the frame's own plane
+fitted to its ground truth (bench/floor_truth.py). The target: points + floor <= 1.3x RGB only, >= 15 fps.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bench_backends import cpu_name  # bench/ is on the path when run as a scrip
 import cv2
 from floor_truth import floor_plane
 import numpy as np
+from point_baselines import keypoint_points
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +49,7 @@ def main() -> None:
     rgb = cv2.cvtColor(cv2.imread(str(SAMPLE / "00.color.jpg")), cv2.COLOR_BGR2RGB)
     depth = cv2.imread(str(SAMPLE / "00.depth.png"), cv2.IMREAD_UNCHANGED).astype(np.float32) * 0.0002
     rng = np.random.default_rng(0)
-    ys, xs = np.nonzero(depth > 0)
-    pick = rng.choice(len(ys), 200, replace=False)
-    points = np.stack([xs[pick], ys[pick], depth[ys[pick], xs[pick]]], 1).astype(np.float32)
+    points = keypoint_points(rgb, depth, 200, rng, noise=0.03, outlier_share=0.05)
     plane, _ = floor_plane(depth, np.array(K), depth > 0, rng)
     if plane is None:
         raise SystemExit("no floor found in the sample frame's ground truth")

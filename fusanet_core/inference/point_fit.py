@@ -69,6 +69,7 @@ LOCAL_RANGE = 0.1  # scale_local: bilateral rho in log depth (a point weighs 1/e
 LOCAL_SMOOTHING = 0.03  # scale_local: the thin-plate spline's lambda (log residuals, image-diagonal units)
 LOCAL_SPLINE_ANCHORS = 400  # scale_local: the spline's solve is cubic in its anchors: more are thinned evenly
 LOCAL_MAX_RESIDUAL = math.log(10.0)  # scale_local: a point > 10x off the global fit is an outlier, never an anchor
+LOCAL_MIN_ANCHORS = 8  # scale_local: fewer points (after the outliers) correct the scale only, like `scale`
 LOCAL_MAX_ANCHORS = 2000  # scale_local: more anchors (a dense LiDAR) are thinned evenly: bounded time per frame
 LOCAL_CHUNK = 1 << 21  # scale_local: grid cells x points per chunk of the bilateral sums (16 MB float64)
 MIN_TOLERANCE = 0.01  # log units (1 %): the floor of the inlier tolerance
@@ -218,8 +219,9 @@ def _thin_plate(anchors: np.ndarray, xs: np.ndarray, ys: np.ndarray, diagonal: f
 
     f(x) = a0 + a . x + sum_i c_i phi(|x - p_i|), phi(r) = r^2 log r, coordinates in image
     diagonals (so LOCAL_SMOOTHING does not depend on the image size); (K + lambda I) c + P a = r,
-    P^T c = 0, lambda = LOCAL_SMOOTHING. More than LOCAL_SPLINE_ANCHORS anchors are thinned evenly
-    (the solve is cubic in them; a smooth surface needs no more). Returns (len(ys), len(xs)).
+    P^T c = 0, lambda = LOCAL_SMOOTHING, clipped to the range of the residuals. More than
+    LOCAL_SPLINE_ANCHORS anchors are thinned evenly (the solve is cubic in them; a smooth surface
+    needs no more). Returns (len(ys), len(xs)).
     """
     if len(anchors) < 3:
         return None
@@ -241,7 +243,10 @@ def _thin_plate(anchors: np.ndarray, xs: np.ndarray, ys: np.ndarray, diagonal: f
     across = (gx[:, None] - points[None, :, 0].astype(np.float32)) ** 2  # the grid's squared distances,
     down = (gy[:, None] - points[None, :, 1].astype(np.float32)) ** 2  # one axis at a time
     kernel = _spline_kernel(down[:, None, :] + across[None, :, :])
-    return kernel @ coef[:n].astype(np.float32) + coef[n] + gx[None, :] * coef[n + 1] + gy[:, None] * coef[n + 2]
+    surface = kernel @ coef[:n].astype(np.float32) + coef[n] + gx[None, :] * coef[n + 1] + gy[:, None] * coef[n + 2]
+    # Its linear trend extrapolates without bound (points on a line: a steep plane across the
+    # image): never beyond the residuals it was fitted to.
+    return np.clip(surface, anchors[:, 2].min(), anchors[:, 2].max())
 
 
 def _spline_kernel(squared: np.ndarray) -> np.ndarray:
@@ -287,7 +292,7 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def fit_to_points(depth: np.ndarray, points: np.ndarray | None, mode: str, min_points: int = 8,
+def fit_to_points(depth: np.ndarray, points: np.ndarray | None, mode: str, min_points: int = 3,
                   min_inlier_share: float = 0.5, scale_range: tuple[float, float] = (0.1, 10.0),
                   max_tolerance: float = MAX_TOLERANCE, seed: int = 0) -> PointFit:
     """Fit `depth` to `points` robustly (see the module docstring for the model and the guards).
@@ -336,9 +341,11 @@ def fit_to_points(depth: np.ndarray, points: np.ndarray | None, mode: str, min_p
         # for. Only gross outliers go; a local-consistency test dropped more good points than
         # bad ones on the SLAM-like benchmark points (docs/ros.md).
         keep = np.flatnonzero(np.abs(residual) <= LOCAL_MAX_RESIDUAL)
+        if len(keep) < LOCAL_MIN_ANCHORS:  # a handful of points gives the scale, not a surface: scale alone
+            keep = keep[:0]
         if len(keep) > LOCAL_MAX_ANCHORS:  # the correction is smooth at the grid's scale: 2000 points cover it
             keep = keep[np.round(np.linspace(0, len(keep) - 1, LOCAL_MAX_ANCHORS)).astype(np.int64)]
-        anchors = tuple(map(tuple, np.column_stack([uv[keep], residual[keep]]).tolist()))
+        anchors = tuple(map(tuple, np.column_stack([uv[keep], residual[keep]]).tolist()))  # () -> apply scales
     return PointFit(mode, scale, shift, offered, fit.inliers, reason is None, reason or "ok", anchors)
 
 

@@ -54,7 +54,7 @@ class Predictor:
     def __init__(self, model: torch.nn.Module, cfg: Config, device: str | torch.device = "auto",
                  fp16: bool | None = None, backend: str = "torch", max_points: int | None = None,
                  checkpoint: str | Path | None = None, cache_dir: str | Path | None = None,
-                 scale_from_points: str = "none", scale_fit_min_points: int = 8, prime_with_points: bool = True):
+                 scale_from_points: str = "none", scale_fit_min_points: int = 3, prime_with_points: bool = True):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.set_point_fit(scale_from_points, scale_fit_min_points, prime_with_points)
@@ -102,7 +102,7 @@ class Predictor:
         self._lock = threading.Lock()
         self._thinned_warned = False
 
-    def set_point_fit(self, mode: str, min_points: int = 8, prime: bool = True) -> None:
+    def set_point_fit(self, mode: str, min_points: int = 3, prime: bool = True) -> None:
         """Set the use of input points: the output fit (`mode`, `min_points` >= 1) and priming the network.
 
         Raises:
@@ -137,7 +137,7 @@ class Predictor:
         max_points: int | None = None,
         cache_dir: str | Path | None = None,
         scale_from_points: str = "none",
-        scale_fit_min_points: int = 8,
+        scale_fit_min_points: int = 3,
         prime_with_points: bool = True,
     ) -> Predictor:
         """Load a checkpoint (default: the bundled one).

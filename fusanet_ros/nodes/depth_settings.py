@@ -63,7 +63,7 @@ PARAMETERS: dict[str, Param] = {
                                               "scale_shift (affine in inverse depth); too few or inconsistent "
                                               "points keep the network's scale (counted scale_fit_rejected)",
                                True),
-    "scale_fit_min_points": Param(8, "usable sparse points needed for scale_from_points", True, 1, 100000),
+    "scale_fit_min_points": Param(3, "usable sparse points needed for scale_from_points", True, 1, 100000),
     "prime_with_points": Param(False, "also feed the sparse points into the network (the paper's priming); false: "
                                       "RGB-only network, the points serve scale_from_points (the better depth with "
                                       "the bundled model, BENCHMARKS.md)", True),

@@ -71,8 +71,8 @@ def test_scale_shift_with_outliers() -> None:
 def test_too_few_points_leave_the_depth_unchanged() -> None:
     truth = _scene()
     pred = truth * 0.5
-    fit = fit_to_points(pred, _points(truth, 3), "scale")
-    assert not fit.applied and fit.reason == "too few points (3 < 8)" and fit.points == 3
+    fit = fit_to_points(pred, _points(truth, 2), "scale")
+    assert not fit.applied and fit.reason == "too few points (2 < 3)" and fit.points == 2
     assert fit.apply(pred) is pred
     # invalid points and points on invalid prediction do not count
     pts = np.array([[1, 1, np.nan], [2, 2, -1.0], [500, 2, 1.0], [3, 3, 1.0]])
@@ -182,6 +182,19 @@ def test_scale_local_follows_the_points_and_not_across_a_predicted_depth_edge():
     assert np.median(rel[near_edge]) < 0.15
     scale_only = fit_to_points(pred, pts, "scale").apply(pred)
     assert np.median(np.abs(scale_only / truth - 1)) > 0.2
+
+
+def test_a_handful_of_points_corrects_the_scale_alone_and_the_spline_stays_in_their_range():
+    """3-7 points: scale_local falls back to the global scale (a handful gives no surface); no blow-up."""
+    truth = _scene()
+    pred = truth * 0.5
+    pts = _points(truth, 5)
+    fit = fit_to_points(pred, pts, "scale_local")
+    assert fit.applied and fit.anchors == () and fit.scale == pytest.approx(2.0, rel=1e-6)
+    assert np.allclose(fit.apply(pred), fit_to_points(pred, pts, "scale").apply(pred))
+    on_a_line = np.column_stack([np.linspace(10, 60, 9), np.linspace(10, 12, 9), np.linspace(1.0, 3.0, 9)])
+    out = fit_to_points(np.full((120, 160), 2.0), on_a_line, "scale_local").apply(np.full((120, 160), 2.0))
+    assert np.all(np.isfinite(out)) and out.min() >= 0.99 and out.max() <= 3.01  # the points' own depth range
 
 
 def test_scale_local_thins_a_dense_cloud_to_a_bounded_anchor_count():

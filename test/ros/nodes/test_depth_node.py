@@ -457,14 +457,15 @@ def test_sparse_points_prime_the_network(h: Harness) -> None:
     xyz = np.stack([(uv[:, 0] - cx) * z / fx, (uv[:, 1] - cy) * z / fy, z], axis=1)
     bad = np.array([[np.nan, 0, 1], [0, 0, -1.0], [50.0, 0, 1.0]])  # NaN, behind, out of frame
     cloud = conv.points_to_cloud(np.concatenate([xyz, bad]))
-    # By default the points serve the fit alone: 4 are fewer than scale_fit_min_points, nothing changes.
-    unprimed = conv.image_to_depth(h.send(image, sparse=cloud)["depth"])
-    assert np.array_equal(unprimed, plain, equal_nan=True)
-    h.set(prime_with_points=True)
+    # By default the points serve the fit alone: without a fit, nothing changes.
+    h.set(scale_from_points="none")
     try:
+        unprimed = conv.image_to_depth(h.send(image, sparse=cloud)["depth"])
+        assert np.array_equal(unprimed, plain, equal_nan=True)
+        h.set(prime_with_points=True)
         primed = conv.image_to_depth(h.send(image, sparse=cloud)["depth"])
     finally:
-        h.set(prime_with_points=False)
+        h.set(prime_with_points=False, scale_from_points="scale_local")
     after = h.counters(after=time.monotonic())
     assert int(after["sparse_points_used"]) - int(before.get("sparse_points_used", 0)) == 2 * 4
     assert int(after["sparse_points_rejected"]) - int(before.get("sparse_points_rejected", 0)) == 2 * 3
@@ -506,14 +507,14 @@ def test_scale_from_points_falls_back_on_too_few_points_and_fits_otherwise(h: Ha
     z = np.array([1.0, 1.5, 2.0, 1.2])
     cloud = conv.points_to_cloud(np.stack([(uv[:, 0] - cx) * z / fx, (uv[:, 1] - cy) * z / fy, z], axis=1))
     before = h.counters()
-    h.set(scale_from_points="scale")  # scale_fit_min_points is 8: the 4 points are too few
+    h.set(scale_from_points="scale", scale_fit_min_points=8)  # the 4 points are too few
     try:
         h.send(image, sparse=cloud)
         rejected = h.counters(after=time.monotonic())
         assert int(rejected["scale_fit_rejected"]) == int(before["scale_fit_rejected"]) + 1
         assert rejected["last_scale_fit_reason"] == "too few points (4 < 8)"
         assert rejected["last_scale_fit_inliers"] == "0/4" and rejected["last_scale_fit_applied"] == "False"
-        h.set(scale_fit_min_points=3)
+        h.set(scale_fit_min_points=3)  # the default
         depth = conv.image_to_depth(h.send(image, sparse=cloud)["depth"])
         applied = h.counters(after=time.monotonic())
         reason = applied["last_scale_fit_reason"]
@@ -522,7 +523,7 @@ def test_scale_from_points_falls_back_on_too_few_points_and_fits_otherwise(h: Ha
         at_points = depth[uv[:, 1].astype(int), uv[:, 0].astype(int)]
         assert np.median(z / at_points) == pytest.approx(1.0, abs=0.05)
     finally:
-        h.set(scale_from_points="scale_local", scale_fit_min_points=8)
+        h.set(scale_from_points="scale_local", scale_fit_min_points=3)
 
 
 # ------------------------------------------------------------------------------- known geometry

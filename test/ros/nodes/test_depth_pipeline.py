@@ -48,7 +48,7 @@ class RecordingPredictor:
     def __init__(self) -> None:
         self.calls: list[tuple[str, int, bool]] = []
 
-    def set_point_fit(self, mode: str, min_points: int = 8, prime: bool = True) -> None:
+    def set_point_fit(self, mode: str, min_points: int = 3, prime: bool = True) -> None:
         self.calls.append((mode, min_points, prime))
 
 

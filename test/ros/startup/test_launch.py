@@ -351,7 +351,7 @@ def test_scale_fit_parameters_are_runtime_with_descriptors() -> None:
     assert "none | scale" in mode.description and "scale_shift" in mode.description and not mode.read_only
     assert (count.integer_range[0].from_value, count.integer_range[0].to_value) == (1, 100000) and not count.read_only
     settings = validate_settings({**defaults(PARAMETERS), "scale_from_points": "scale_shift"})
-    assert (settings.scale_from_points, settings.scale_fit_min_points) == ("scale_shift", 8)
+    assert (settings.scale_from_points, settings.scale_fit_min_points) == ("scale_shift", 3)
     # the defaults are the measured best with the bundled model: RGB-only network + scale_local fit
     default = validate_settings(defaults(PARAMETERS))
     assert (default.scale_from_points, default.prime_with_points) == ("scale_local", False)
