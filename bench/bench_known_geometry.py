@@ -1,9 +1,10 @@
 """What known geometry costs per frame: the Predictor RGB only vs with points and the floor.
 
-Usage: python bench/bench_known_geometry.py [--checkpoint PT] [--threads 1] [--repeats 40] [--json out.json]
+Usage: python bench/bench_known_geometry.py [--checkpoint PT] [--backend torch] [--threads 1] [--repeats 40]
+       [--json out.json]
 
-`Predictor.predict` on the bundled 640x480 TUM frame with the node's defaults (torch backend, the
-checkpoint's input size, RGB-only network, scale_local fit), four conditions interleaved round
+`Predictor.predict` on the bundled 640x480 TUM frame with the node's defaults (the checkpoint's
+input size, RGB-only network, scale_local fit; torch or onnxruntime), four conditions interleaved round
 robin (each round times each once, so machine noise hits them alike), medians:
 RGB only; the floor plane alone; 200 known points (the scale_local fit); 200 points + the floor.
 The points are SLAM-like (SIFT keypoints at valid ground truth, 3 % noise and 5 % outliers:
@@ -40,6 +41,7 @@ K = (520.9, 521.0, 325.1, 249.7)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="default: the bundled one")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--json")
@@ -54,7 +56,7 @@ def main() -> None:
     if plane is None:
         raise SystemExit("no floor found in the sample frame's ground truth")
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    predictor = Predictor.from_checkpoint(checkpoint, "cpu", scale_from_points="scale_local",
+    predictor = Predictor.from_checkpoint(checkpoint, "cpu", backend=args.backend, scale_from_points="scale_local",
                                           prime_with_points=False)
     conditions = {"RGB only": (None, None), "floor": (None, plane), "200 points (scale_local)": (points, None),
                   "200 points + floor": (points, plane)}
@@ -67,9 +69,10 @@ def main() -> None:
             predictor.predict(rgb, K, pts, ground=ground)
             times[name].append(time.perf_counter() - start)
     median = {name: statistics.median(t) * 1000 for name, t in times.items()}
-    info = {"cpu": cpu_name(), "threads": args.threads, "repeats": args.repeats, "checkpoint": checkpoint.name,
+    info = {"cpu": cpu_name(), "backend": args.backend, "threads": args.threads, "repeats": args.repeats,
+            "checkpoint": checkpoint.name,
             "input_size": list(predictor.input_size), "torch": torch.__version__}
-    print(f"CPU {info['cpu']}, {args.threads} thread(s), {args.repeats} interleaved rounds, medians; "
+    print(f"CPU {info['cpu']}, {args.backend}, {args.threads} thread(s), {args.repeats} interleaved rounds, medians; "
           f"{info['checkpoint']} (network input {info['input_size'][0]}x{info['input_size'][1]}), "
           f"Predictor.predict on the 480x640 sample frame\n")
     print("| condition | median ms | fps | vs RGB only |")

@@ -173,15 +173,13 @@ def local_correction(anchors: np.ndarray, depth: np.ndarray) -> np.ndarray:
     Invalid (non-finite, <= 0) depth has no range term.
     """
     h, w = depth.shape
-    cell = max(1, min(h, w) // LOCAL_GRID_ROWS)
-    gh, gw = max(1, -(-h // cell)), max(1, -(-w // cell))
-    ys = (np.arange(gh) + 0.5) * (h / gh) - 0.5
-    xs = (np.arange(gw) + 0.5) * (w / gw) - 0.5
+    xs, ys = _cell_centres(h, w, LOCAL_GRID_ROWS)
+    gh, gw = len(ys), len(xs)
     grid_u, grid_v = np.meshgrid(xs, ys)
     smooth = clustering(anchors[:, :2], h, w)
     linear = interpolation.interpolate(anchors, grid_u, grid_v)
     valid = np.isfinite(depth) & (depth > 0)
-    log_depth = np.log(np.where(valid, depth, 1.0)).astype(np.float32)
+    log_depth = np.log(np.where(valid, depth, 1.0).astype(np.float32))
     guide = cv2.resize(log_depth, (gw, gh), interpolation=cv2.INTER_AREA).astype(np.float64)
     guide_valid = cv2.resize(valid.astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA) > 0.5
     anchor_log = log_depth[_pixel_index(anchors[:, 1], h), _pixel_index(anchors[:, 0], w)].astype(np.float64)
@@ -189,10 +187,19 @@ def local_correction(anchors: np.ndarray, depth: np.ndarray) -> np.ndarray:
     bilateral = _bilateral(anchors, anchor_log, grid_u.ravel(), grid_v.ravel(), guide.ravel(), guide_valid.ravel(),
                            sigma).reshape(gh, gw)
     field = 0.5 * (linear + bilateral)
-    spline = _thin_plate(anchors, xs, ys, math.hypot(h, w)) if smooth > 0 else None
+    # The spline is smooth: a grid of half the cells along each side carries it (a quarter of the time).
+    spline = _thin_plate(anchors, *_cell_centres(h, w, LOCAL_GRID_ROWS // 2), math.hypot(h, w)) if smooth else None
     if spline is not None:
+        spline = cv2.resize(spline.astype(np.float32), (gw, gh), interpolation=cv2.INTER_LINEAR)
         field = (1 - smooth / 3) * field + smooth / 3 * spline
     return np.exp(cv2.resize(field.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR))
+
+
+def _cell_centres(height: int, width: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return the (x, y) centres of a grid of ~`rows` square cells along the short side, cv2.resize's convention."""
+    cell = max(1, min(height, width) // rows)
+    gh, gw = max(1, -(-height // cell)), max(1, -(-width // cell))
+    return (np.arange(gw) + 0.5) * (width / gw) - 0.5, (np.arange(gh) + 0.5) * (height / gh) - 0.5
 
 
 def clustering(uv: np.ndarray, height: int, width: int) -> float:
