@@ -27,6 +27,7 @@ Intrinsics = tuple[float, float, float, float]  # fx, fy, cx, cy in pixels
 # principal point within half an image outside the frame (cropped or shifted sensors stay inside).
 FOCAL_RANGE = (0.05, 50.0)
 CENTER_MARGIN = 0.5
+UNIT_TOLERANCE = 1e-3  # |norm - 1| allowed of a unit normal or quaternion given by a user or a message
 
 
 # ----------------------------------------------------------------------------------- intrinsics
@@ -247,7 +248,6 @@ def parse_extrinsic(values: Sequence[float], strict: bool = False) -> RigidTrans
 
 
 # ----------------------------------------------------------------------------- the floor plane
-UNIT_TOLERANCE = 1e-3  # |norm - 1| allowed of a unit normal or quaternion given by a user or a message
 
 
 def check_ground_plane(plane: Any) -> np.ndarray:

@@ -13,14 +13,13 @@ larger. So the scale is the lowest well-supported mode of q:
    back-projected depth within MAX_NORMAL_ANGLE of the plane's normal. The normal of a
    back-projected depth map does not depend on its scale, so the network's floor is found before
    its scale is known; this removes most walls and object sides.
-3. A histogram of log q over the candidates (bins of BIN in log, smoothed); of the peaks with at
-   least PEAK_SHARE of the highest one's mass the lowest q is the floor (a table top is parallel
-   to the floor but higher: larger q). Its scale is the median q within TOLERANCE of the peak.
+3. The scale: of the log scales tried BIN apart, the one with the most candidates within
+   TOLERANCE of it (on the floor at that scale) minus UNDER_WEIGHT x the cells below the horizon
+   it would put further than the floor (seen through it, which nothing is); then the median q of
+   the candidates within TOLERANCE. A table top is parallel to the floor and facing up too, but
+   higher: its q is larger, and at its scale the floor around it would lie under the floor.
 4. The floor found: candidate cells within TOLERANCE of that scale. Fewer than MIN_FLOOR_SHARE of
    the cells: not applied (too little floor seen), the network's scale is kept.
-
-The floor cells are also returned as virtual points (u, v, z_floor) (`GroundFit.anchors`), at
-most MAX_ANCHORS spread evenly, so that a point fit can use the floor together with known points.
 
 No torch, no ROS: numpy and OpenCV only.
 """
@@ -43,7 +42,6 @@ BIN = 0.01  # log scales tried, 1 % apart
 UNDER_WEIGHT = 1.0  # a pixel the scale would put below the floor costs as much as one on it gains
 TOLERANCE = math.log(1.1)  # a cell within 10 % of the floor's scale is on the floor
 MIN_FLOOR_SHARE = 0.03  # floor cells / all cells needed to apply the fit
-MAX_ANCHORS = 200  # virtual floor points offered to a point fit
 
 
 @dataclass(frozen=True)
@@ -66,18 +64,10 @@ class GroundFit:
     floor_pixels: int = 0
     floor_share: float = 0.0
     reason: str = ""
-    # (N, 3) virtual points (u, v, z_floor) on the floor found, in the map's pixels (not in as_dict).
-    anchors: tuple[tuple[float, float, float], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields (for results, logs and diagnostics), without the anchors."""
-        fields = asdict(self)
-        del fields["anchors"]
-        return fields
-
-    def anchor_points(self) -> np.ndarray | None:
-        """(N, 3) virtual floor points (u, v, z) of an applied fit, or None."""
-        return np.array(self.anchors) if self.applied and self.anchors else None
+        """Plain dict of the fields (for results, logs and diagnostics)."""
+        return asdict(self)
 
 
 def fit_ground(depth: np.ndarray, intrinsics: Intrinsics | None, plane: Any) -> GroundFit:
@@ -92,7 +82,8 @@ def fit_ground(depth: np.ndarray, intrinsics: Intrinsics | None, plane: Any) -> 
         The GroundFit (see the module docstring); not applied, with the reason, when the floor is
         not seen well enough.
     """
-    normal, height = check_ground_plane(plane)[:3], float(check_ground_plane(plane)[3])
+    checked = check_ground_plane(plane)
+    normal, height = checked[:3], float(checked[3])
     if intrinsics is None:
         return GroundFit(reason="no camera intrinsics: the floor plane cannot be projected")
     depth = np.asarray(depth, np.float32)
@@ -125,11 +116,7 @@ def fit_ground(depth: np.ndarray, intrinsics: Intrinsics | None, plane: Any) -> 
     if share < MIN_FLOOR_SHARE:
         return GroundFit(**fit, reason=f"too little floor seen ({share:.1%} of the image, "
                                        f"{MIN_FLOOR_SHARE:.0%} needed)")
-    rows, cols = np.nonzero(candidates)
-    keep = np.flatnonzero(on_floor)
-    keep = keep[np.round(np.linspace(0, len(keep) - 1, min(MAX_ANCHORS, len(keep)))).astype(np.int64)]
-    anchors = np.column_stack([u[cols[keep]], v[rows[keep]], floor_depth[rows[keep], cols[keep]]])
-    return GroundFit(True, True, **fit, reason="ok", anchors=tuple(map(tuple, anchors.tolist())))
+    return GroundFit(True, True, **fit, reason="ok")
 
 
 def _faces(depth: np.ndarray, rays: np.ndarray, normal: np.ndarray) -> np.ndarray:

@@ -211,3 +211,17 @@ def test_scale_local_thins_a_dense_cloud_to_a_bounded_anchor_count():
     assert uv.shape == (LOCAL_MAX_ANCHORS, 2) and np.ptp(uv[:, 1]) > 0.9 * h
     assert np.allclose(fit.apply(pred), 1.0, rtol=1e-3)
     assert fit_to_points(pred, pts[:5], "scale_local").anchor_pixels() is None  # too few points: not applied
+
+
+def test_clustering_tells_slam_like_clusters_from_evenly_spread_points():
+    """Clark-Evans: random and grid points count as even (0), a few tight clusters as clustered (1)."""
+    from fusanet_core.inference.point_fit import clustering
+
+    rng = np.random.default_rng(0)
+    uniform = rng.uniform([0, 0], [640, 480], (200, 2))
+    grid = np.stack(np.meshgrid(np.linspace(20, 620, 20), np.linspace(20, 460, 10)), -1).reshape(-1, 2)
+    centres = rng.uniform([50, 50], [590, 430], (8, 2))
+    clusters = (centres[:, None, :] + rng.normal(0, 12, (8, 25, 2))).reshape(-1, 2)
+    assert clustering(uniform, 480, 640) < 0.3 and clustering(grid, 480, 640) == 0.0
+    assert clustering(clusters, 480, 640) == 1.0
+    assert clustering(uniform[:2], 480, 640) == 0.0  # too few to say
