@@ -335,11 +335,10 @@ def frame_predictions(frame: Frame, valid: np.ndarray, models: dict[str, Predict
         out[TRAIN_MEDIAN] = (np.full(shape, constant, np.float32), {})
     rgb_only = {name: model.predict(rgb, k)["depth"] for name, model in models.items()}
     out.update((name, (depth, {})) for name, depth in rgb_only.items())
-    if plane is not None:
+    if plane is not None:  # the floor rows exist on the floor frames only: pooled apart from the others
         floored = models["new"].predict(rgb, k, ground=plane)
-        out[FLOOR] = (floored["depth"], {"floor_applied": float(floored["ground_fit"]["applied"])})
-        out.update((floor_row(row), out[row]) for row in FLOOR_ROWS)
-        del out[FLOOR]  # only on the floor frames: pooled apart from the rows every frame has
+        out[floor_row(FLOOR)] = (floored["depth"], {"floor_applied": float(floored["ground_fit"]["applied"])})
+        out.update((floor_row(row), out[row]) for row in FLOOR_ROWS if row != FLOOR)
     for (count, kind), pts in points.items():
         extra = {"points": float(len(pts))}
         out[label("interpolation", count, kind)] = (interpolate_points(pts, *shape), extra)
