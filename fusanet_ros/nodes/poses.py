@@ -34,23 +34,25 @@ class PoseBuffer:
 
     def __init__(self, size: int = POSE_BUFFER) -> None:
         self._poses: deque[StampedPose] = deque(maxlen=size)
-        self._frames: set[str] = set()
         self._lock = threading.Lock()
 
     def add(self, pose: StampedPose) -> None:
         with self._lock:
             self._poses.append(pose)
-            self._frames.add(pose.frame_id)
 
     def has_frame(self, frame_id: str) -> bool:
-        """Tell whether a pose in `frame_id` ever arrived (clouds in that frame then need a pose)."""
+        """Tell whether a buffered pose is in `frame_id` (clouds in that frame then need a pose).
+
+        Read from the buffer itself, not kept apart: a publisher cycling through frame names
+        cannot grow the node's memory beyond the buffer.
+        """
         with self._lock:
-            return frame_id in self._frames
+            return any(p.frame_id == frame_id for p in self._poses)
 
     def frames(self) -> list[str]:
-        """Name the frames poses arrived in, sorted (for messages)."""
+        """Name the frames of the buffered poses, sorted (for messages)."""
         with self._lock:
-            return sorted(self._frames)
+            return sorted({p.frame_id for p in self._poses})
 
     def nearest(self, stamp: int, frame_id: str) -> StampedPose | None:
         """Return the pose in `frame_id` whose stamp is nearest `stamp` (ns), or None when there is none.
@@ -66,7 +68,6 @@ class PoseBuffer:
     def clear(self) -> None:
         with self._lock:
             self._poses.clear()
-            self._frames.clear()
 
 
 def pose_from_msg(msg: Any) -> StampedPose:

@@ -84,3 +84,12 @@ def test_the_buffer_is_bounded_and_keeps_the_newest() -> None:
     assert pose is not None and pose.stamp == 2 * S and gap == pytest.approx(2.0)  # 0 and 1 s were dropped
     buffer.clear()
     assert match_pose(buffer, 0, "map", 10.0) == (None, None) and not buffer.has_frame("map")
+
+
+def test_frame_names_cycling_through_the_buffer_do_not_grow_it() -> None:
+    """A publisher inventing a frame per message: only the buffered poses' frames are known."""
+    buffer = PoseBuffer(size=3)
+    for i in range(1000):
+        buffer.add(_pose(i * S, frame_id=f"frame_{i}"))
+    assert buffer.frames() == ["frame_997", "frame_998", "frame_999"]
+    assert buffer.has_frame("frame_999") and not buffer.has_frame("frame_0")
