@@ -168,3 +168,18 @@ def test_eval_of_a_list_file_with_its_own_rgb_and_depth_roots(tmp_path, monkeypa
     assert main(base + ["--data-root", "raw", "--gt-root", "gt", "--json", "m.json"]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["n_images"] == 1 and 0 < metrics["abs_rel"] < 1
+
+
+def test_predict_takes_the_floor_and_says_whether_it_was_used(tiny_checkpoint, tmp_path, capsys):
+    """A plane facing the camera 3 m ahead is seen by every ray: the depth is scaled to it and told so."""
+    image, k = str(SAMPLE / "00.color.jpg"), ["520.9", "521.0", "325.1", "249.7"]
+    common = ["--checkpoint", str(tiny_checkpoint), "--input-size", "48", "64", "--intrinsics", *k]
+    assert main(["predict", image, *common, "--out", str(tmp_path / "plain")]) == 0
+    assert main(["predict", image, *common, "--out", str(tmp_path / "floor"), "--ground-plane", "0", "0", "-1", "3"]) == 0
+    assert "00.color.jpg: floor scale " in capsys.readouterr().out
+    plain = cv2.imread(str(tmp_path / "plain" / "00.color_depth.png"), cv2.IMREAD_UNCHANGED)
+    floored = cv2.imread(str(tmp_path / "floor" / "00.color_depth.png"), cv2.IMREAD_UNCHANGED)
+    assert abs(float(floored[floored > 0].mean()) - 3000) < 300 and abs(float(plain.mean()) - 3000) > 300
+    assert main(["predict", image, *common, "--out", str(tmp_path / "up"),
+                 "--ground-plane", "0", "-0.5", "0.8660254", "1.2"]) == 0  # pitched 60 deg up: no ray meets the floor
+    assert "floor not used (the floor plane's horizon is below the image" in capsys.readouterr().out
