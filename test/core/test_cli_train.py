@@ -175,7 +175,8 @@ def test_predict_takes_the_floor_and_says_whether_it_was_used(tiny_checkpoint, t
     image, k = str(SAMPLE / "00.color.jpg"), ["520.9", "521.0", "325.1", "249.7"]
     common = ["--checkpoint", str(tiny_checkpoint), "--input-size", "48", "64", "--intrinsics", *k]
     assert main(["predict", image, *common, "--out", str(tmp_path / "plain")]) == 0
-    assert main(["predict", image, *common, "--out", str(tmp_path / "floor"), "--ground-plane", "0", "0", "-1", "3"]) == 0
+    facing = ["--ground-plane", "0", "0", "-1", "3"]
+    assert main(["predict", image, *common, "--out", str(tmp_path / "floor"), *facing]) == 0
     assert "00.color.jpg: floor scale " in capsys.readouterr().out
     plain = cv2.imread(str(tmp_path / "plain" / "00.color_depth.png"), cv2.IMREAD_UNCHANGED)
     floored = cv2.imread(str(tmp_path / "floor" / "00.color_depth.png"), cv2.IMREAD_UNCHANGED)
